@@ -1,0 +1,350 @@
+//! The configuration: one TOML file, every key optional, every default documented in
+//! `config/smswire.toml`.
+//!
+//! Unknown keys are refused so that a typo is an error naming the key rather than a setting
+//! silently ignored. Durations are written as `"15s"`, `"16m"`, `"72h"`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub billing: BillingConfig,
+    pub sms: SmsConfig,
+    pub provider: ProviderConfig,
+}
+
+/// The HTTP API listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port the API listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a request may take, reading included, before it is answered `408`.
+    #[serde(with = "duration_text")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The redb file and its writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The redb file; created when missing.
+    pub path: PathBuf,
+    /// Memory redb may use to cache pages, in bytes.
+    pub cache_bytes: usize,
+    /// Most write requests grouped into one transaction and one fsync. `1` commits every
+    /// request on its own: useful only to measure what group commit gains.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./smswire.redb"),
+            cache_bytes: 64 * 1024 * 1024,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The admin socket used by `smswire account ...` and `smswire key ...`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Path of the Unix socket. Empty: `/run/smswire/admin.sock` when `/run/smswire` is
+    /// writable, else `smswire.admin.sock` next to the data file.
+    pub socket: PathBuf,
+}
+
+/// Where the default socket lives on an installed system.
+const RUN_DIR: &str = "/run/smswire";
+
+impl Config {
+    /// The admin socket path, resolving the empty default as [`AdminConfig::socket`] says.
+    pub fn admin_socket(&self) -> PathBuf {
+        if !self.admin.socket.as_os_str().is_empty() {
+            return self.admin.socket.clone();
+        }
+        let run = Path::new(RUN_DIR);
+        if is_writable_dir(run) {
+            return run.join("admin.sock");
+        }
+        let dir = self
+            .store
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        dir.join("smswire.admin.sock")
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.store.max_batch == 0 {
+            return Err("store.max_batch must be at least 1".into());
+        }
+        if !(1..=255).contains(&self.sms.max_parts) {
+            return Err("sms.max_parts must be between 1 and 255".into());
+        }
+        if self.billing.default_price < 0.0 || self.billing.prices.values().any(|p| *p < 0.0) {
+            return Err("billing prices must not be negative".into());
+        }
+        if let Some(bad) = self.billing.prices.keys().find(|k| !is_prefix(k)) {
+            return Err(format!("billing.prices: key {bad:?} is not a digit prefix"));
+        }
+        for outcome in &self.provider.simulator.outcomes {
+            regex::Regex::new(&outcome.pattern).map_err(|e| {
+                format!(
+                    "provider.simulator.outcomes: bad pattern {:?}: {e}",
+                    outcome.pattern
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn is_prefix(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_writable_dir(dir: &Path) -> bool {
+    let probe = dir.join(".smswire-write-probe");
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `smswire=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `plain` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Prices and balances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// When false, nothing is charged and balances are never checked (single-tenant use).
+    pub enabled: bool,
+    /// The currency of every balance and price; shown by `account list`.
+    pub currency: String,
+    /// Price per part for destinations without a matching prefix.
+    pub default_price: f64,
+    /// Price per part by destination prefix (country code or longer); longest match wins.
+    pub prices: BTreeMap<String, f64>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            currency: "EUR".into(),
+            default_price: 0.08,
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits on messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// Most parts a body may need; a longer body is refused with `400`.
+    pub max_parts: usize,
+    /// How long a sent message waits for its final receipt before it becomes `errored` /
+    /// `UNKNOWN`.
+    #[serde(with = "duration_text")]
+    pub receipt_timeout: Duration,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            max_parts: 10,
+            receipt_timeout: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// Which provider sends the messages, and its settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `simulator` (the only provider built so far).
+    pub kind: ProviderKind,
+    pub simulator: SimulatorConfig,
+}
+
+/// The provider implementations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The built-in simulator: no SMSC needed.
+    #[default]
+    Simulator,
+}
+
+/// The built-in simulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Time from a submit to its acceptance (the `sent` status).
+    #[serde(with = "duration_text")]
+    pub submit_delay: Duration,
+    /// Time from acceptance to the final receipt.
+    #[serde(with = "duration_text")]
+    pub receipt_delay: Duration,
+    /// Destinations that do not end `DELIVRD`: the first matching pattern wins.
+    pub outcomes: Vec<SimulatedOutcome>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        let outcome = |pattern: &str, state: SimulatedState| SimulatedOutcome {
+            pattern: pattern.into(),
+            state,
+        };
+        Self {
+            submit_delay: Duration::from_millis(200),
+            receipt_delay: Duration::from_secs(2),
+            outcomes: vec![
+                outcome("0001$", SimulatedState::Expired),
+                outcome("0002$", SimulatedState::Undeliv),
+                outcome("0003$", SimulatedState::Rejectd),
+            ],
+        }
+    }
+}
+
+/// A destination pattern and the final state the simulator reports for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedOutcome {
+    /// A regular expression matched against the recipient's digits (no `+`).
+    pub pattern: String,
+    /// The final state reported.
+    pub state: SimulatedState,
+}
+
+/// The final states the simulator can report besides `DELIVRD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SimulatedState {
+    Expired,
+    Undeliv,
+    Rejectd,
+}
+
+impl SimulatedState {
+    /// The SMPP spelling, which is also the `statusReason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimulatedState::Expired => "EXPIRED",
+            SimulatedState::Undeliv => "UNDELIV",
+            SimulatedState::Rejectd => "REJECTD",
+        }
+    }
+}
+
+/// Serde for durations written as `"15s"`, `"16m"`, `"250ms"`.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `d` the way the configuration file does.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads `"15s"` and the like.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[api]\nlisten = \"127.0.0.1:1\"\nlsiten = 1\n").unwrap_err();
+        assert!(err.contains("lsiten"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_and_render() {
+        let c = Config::parse("[sms]\nreceipt_timeout = \"2h\"\n").unwrap();
+        assert_eq!(c.sms.receipt_timeout, Duration::from_secs(7200));
+        assert!(c.to_toml().contains("receipt_timeout = \"2h\""));
+        assert!(Config::parse("[sms]\nreceipt_timeout = \"soon\"\n").is_err());
+    }
+}

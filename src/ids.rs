@@ -1,0 +1,98 @@
+//! Identifiers: opaque, unique and ordered by creation time (DESIGN section 1).
+//!
+//! An id is a short type prefix and 26 characters of Crockford base32 over 48 bits of
+//! milliseconds and 80 random bits, so ids sort by time as strings, which the store relies
+//! on for newest-first listings and for turning a time range into a key range.
+
+use std::fmt;
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const BODY_LEN: usize = 26;
+
+/// The kinds of id smswire hands out, each with its prefix.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A message: `sms_...`.
+    Sms,
+    /// A webhook: `wh_...`.
+    Webhook,
+    /// A delivery of one event to one webhook: `evt_...`.
+    Delivery,
+    /// An account: `acc_...`.
+    Account,
+    /// An API key: `key_...`.
+    Key,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Sms => "sms_",
+            Kind::Webhook => "wh_",
+            Kind::Delivery => "evt_",
+            Kind::Account => "acc_",
+            Kind::Key => "key_",
+        }
+    }
+}
+
+/// A new id of `kind` for the time `now_ms`.
+pub fn new(kind: Kind, now_ms: u64) -> String {
+    let mut random = [0u8; 10];
+    fill_random(&mut random);
+    encode(kind, now_ms, &random)
+}
+
+/// The smallest id of `kind` that an id created at `ms` can have; used as a range bound.
+pub fn lower_bound(kind: Kind, ms: u64) -> String {
+    encode(kind, ms, &[0; 10])
+}
+
+/// Fills `buf` from the operating system's random source.
+///
+/// The OS source failing is not something smswire can work around; it is reported and the
+/// process stops rather than hand out predictable secrets.
+pub fn fill_random(buf: &mut [u8]) {
+    #[allow(clippy::expect_used)]
+    getrandom::fill(buf).expect("the operating system's random source failed");
+}
+
+fn encode(kind: Kind, ms: u64, random: &[u8; 10]) -> String {
+    let mut value: u128 = u128::from(ms & 0xFFFF_FFFF_FFFF) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+
+    let mut out = String::with_capacity(kind.prefix().len() + BODY_LEN);
+    out.push_str(kind.prefix());
+    for i in (0..BODY_LEN).rev() {
+        let index = ((value >> (5 * i)) & 0x1F) as usize;
+        out.push(ALPHABET[index] as char);
+    }
+    out
+}
+
+/// Renders bytes as lowercase hex, for logs and fingerprints.
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = new(Kind::Sms, 1_000);
+        let b = new(Kind::Sms, 1_001);
+        assert!(a < b);
+        assert!(lower_bound(Kind::Sms, 1_001) <= b);
+        assert!(lower_bound(Kind::Sms, 1_002) > b);
+        assert_eq!(a.len(), 4 + BODY_LEN);
+        assert_ne!(new(Kind::Sms, 5), new(Kind::Sms, 5));
+    }
+}

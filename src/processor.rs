@@ -1,0 +1,280 @@
+//! The processor: takes each accepted message from the jobs table through validation,
+//! charging and submission, and turns the provider's receipts into final statuses.
+//!
+//! It owns no state that matters: everything it decides is written through the store, and
+//! what it must do next is always in the jobs table, so a restart resumes where the last
+//! commit left off. The one window of doubt (invariant 5): a segment that the provider
+//! accepted but whose acceptance was not yet committed when the process died is submitted
+//! again after the restart.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::model::{Job, Message};
+use crate::provider::{Provider, Receipt, Submit, SubmitOutcome};
+use crate::sms::price::PriceTable;
+use crate::sms::{number, segments};
+use crate::store::{ChargeOutcome, DueJob, ReceiptOutcome, SegmentOutcome, Store, StoreError};
+
+/// Messages processed at once; the provider's own window limits what reaches the SMSC.
+const MAX_IN_FLIGHT: usize = 512;
+/// Receipts being applied at once.
+const MAX_RECEIPTS: usize = 4096;
+/// How long a job that failed on a storage error waits before it is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// A receipt for an id not (yet) recorded is tried again this often, this many times: the
+/// SMSC may report a segment before the commit of its acceptance has finished.
+const UNKNOWN_RECEIPT_RETRY: Duration = Duration::from_millis(200);
+const UNKNOWN_RECEIPT_TRIES: u32 = 25;
+
+/// The processor's shared parts.
+pub struct Processor {
+    store: Store,
+    provider: Arc<Provider>,
+    clock: SharedClock,
+    prices: PriceTable,
+    billing: bool,
+    receipt_timeout_ms: u64,
+    in_flight: Mutex<HashSet<String>>,
+    /// Signalled when a job finishes, so the loop can take more.
+    done: Notify,
+}
+
+impl Processor {
+    /// Builds the processor for `provider`.
+    pub fn new(store: Store, provider: Arc<Provider>, config: &Config) -> Arc<Processor> {
+        Arc::new(Processor {
+            clock: store.clock().clone(),
+            store,
+            provider,
+            prices: PriceTable::new(config.billing.default_price, &config.billing.prices),
+            billing: config.billing.enabled,
+            receipt_timeout_ms: config.sms.receipt_timeout.as_millis() as u64,
+            in_flight: Mutex::new(HashSet::new()),
+            done: Notify::new(),
+        })
+    }
+
+    /// Runs due jobs until `shutdown` turns true, then waits for the jobs in flight.
+    pub async fn run_jobs(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        while !*shutdown.borrow() {
+            while tasks.try_join_next().is_some() {}
+            let wake_at = self.start_due_jobs(&mut tasks).await;
+            let now = self.clock.now_ms();
+            let sleep = wake_at.map(|t| Duration::from_millis(t.saturating_sub(now)));
+            tokio::select! {
+                _ = self.store.wakers().jobs.notified() => {}
+                _ = self.done.notified() => {}
+                _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Starts every due job not already running, up to the limit; returns when to look
+    /// again (`None`: only when woken).
+    async fn start_due_jobs(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Option<u64> {
+        let running = self.lock_in_flight().len();
+        let capacity = MAX_IN_FLIGHT.saturating_sub(running);
+        if capacity == 0 {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let (jobs, next) = match self.store.due_jobs(now, running + capacity).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the jobs table");
+                return Some(now + STORE_RETRY.as_millis() as u64);
+            }
+        };
+        for job in jobs {
+            if self.lock_in_flight().insert(job.message_id.clone()) {
+                let this = self.clone();
+                tasks.spawn(async move { this.run_job(job).await });
+            }
+        }
+        // A next job already due means the limit was reached: wait for one to finish.
+        next.filter(|&t| t > now)
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run_job(self: Arc<Self>, job: DueJob) {
+        let result = match job.job {
+            Job::Submit => self.submit(&job.message_id).await,
+            Job::Expire => self.expire(&job.message_id).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(sms_id = %job.message_id, error = %e, "job failed; it will be retried");
+            tokio::time::sleep(STORE_RETRY).await;
+        }
+        self.lock_in_flight().remove(&job.message_id);
+        self.done.notify_one();
+    }
+
+    /// Validates, charges once, and submits every segment not yet accepted.
+    async fn submit(&self, id: &str) -> Result<(), StoreError> {
+        let Some(message) = self.store.message(id.to_string()).await? else {
+            return Ok(());
+        };
+        if message.status.is_final() {
+            return Ok(());
+        }
+        if !message.charged && !self.validate_and_charge(&message).await? {
+            return Ok(());
+        }
+
+        let split = segments::split(&message.body);
+        let total = split.parts.len();
+        for (index, payload) in split.parts.into_iter().enumerate() {
+            let accepted = message
+                .segments
+                .get(index)
+                .is_some_and(|s| s.provider_id.is_some());
+            if accepted {
+                continue;
+            }
+            let submit = Submit {
+                message_id: message.id.clone(),
+                index,
+                total,
+                from: message.from.clone(),
+                to: message.to.clone(),
+                coding: split.coding,
+                payload,
+            };
+            if !self.submit_segment(submit).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the recipient and debits the balance; `false` when the message ended here.
+    async fn validate_and_charge(&self, m: &Message) -> Result<bool, StoreError> {
+        let id = m.id.clone();
+        if !number::is_valid_recipient(&m.to) {
+            tracing::debug!(sms_id = %id, "invalid recipient");
+            self.store
+                .write(move |tx| tx.fail(&id, "invalid_phone_number"))
+                .await?;
+            return Ok(false);
+        }
+        let price = self.prices.price(&m.to, m.segments.len());
+        let billing = self.billing;
+        let outcome = self
+            .store
+            .write(move |tx| tx.charge(&id, price, billing))
+            .await?;
+        Ok(matches!(
+            outcome,
+            ChargeOutcome::Charged | ChargeOutcome::AlreadyDone { charged: true }
+        ))
+    }
+
+    /// Submits one segment and records the answer; `false` when the others must wait.
+    async fn submit_segment(&self, submit: Submit) -> Result<bool, StoreError> {
+        let id = submit.message_id.clone();
+        let index = submit.index;
+        match self.provider.submit(submit).await {
+            SubmitOutcome::Accepted { provider_id } => {
+                let provider = self.provider.name();
+                let deadline = self.clock.now_ms() + self.receipt_timeout_ms;
+                let outcome = self
+                    .store
+                    .write(move |tx| {
+                        tx.segment_accepted(&id, index, provider, &provider_id, deadline)
+                    })
+                    .await?;
+                Ok(outcome != SegmentOutcome::Ignored)
+            }
+            SubmitOutcome::Retry { after, reason } => {
+                tracing::warn!(sms_id = %id, segment = index, %reason, "submit deferred");
+                let due = self.clock.now_ms() + after.as_millis() as u64;
+                self.store
+                    .write(move |tx| tx.reschedule_submit(&id, due))
+                    .await?;
+                Ok(false)
+            }
+            SubmitOutcome::Rejected { reason } => {
+                tracing::info!(sms_id = %id, segment = index, %reason, "submit refused");
+                self.store.write(move |tx| tx.fail(&id, &reason)).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn expire(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let log_id = id.clone();
+        if self.store.write(move |tx| tx.expire(&id)).await? {
+            tracing::info!(sms_id = %log_id, "no final receipt in time: errored / UNKNOWN");
+        }
+        Ok(())
+    }
+
+    /// Applies receipts from the provider until the channel closes or `shutdown` turns true.
+    pub async fn run_receipts(
+        self: Arc<Self>,
+        mut receipts: mpsc::Receiver<Receipt>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let limit = Arc::new(Semaphore::new(MAX_RECEIPTS));
+        let mut tasks = JoinSet::new();
+        loop {
+            let receipt = tokio::select! {
+                r = receipts.recv() => r,
+                _ = shutdown.changed() => None,
+            };
+            let Some(receipt) = receipt else { break };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            tasks.spawn(async move {
+                this.apply_receipt(receipt).await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn apply_receipt(&self, receipt: Receipt) {
+        let provider = self.provider.name();
+        for _ in 0..UNKNOWN_RECEIPT_TRIES {
+            let r = receipt.clone();
+            let outcome = self
+                .store
+                .write(move |tx| tx.apply_receipt(provider, &r.provider_id, &r.state))
+                .await;
+            match outcome {
+                Ok(ReceiptOutcome::Unknown) => tokio::time::sleep(UNKNOWN_RECEIPT_RETRY).await,
+                Ok(ReceiptOutcome::Duplicate) => {
+                    tracing::info!(provider_id = %receipt.provider_id, "duplicate or late receipt ignored");
+                    return;
+                }
+                Ok(ReceiptOutcome::Changed(status)) => {
+                    tracing::debug!(provider_id = %receipt.provider_id, status = status.as_str(), "receipt applied");
+                    return;
+                }
+                Ok(ReceiptOutcome::Recorded) => return,
+                Err(e) => {
+                    tracing::error!(provider_id = %receipt.provider_id, error = %e, "cannot apply receipt");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+        tracing::warn!(provider_id = %receipt.provider_id, state = %receipt.state, "receipt for an unknown id dropped");
+    }
+}

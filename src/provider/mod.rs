@@ -1,0 +1,89 @@
+//! Providers: what takes one segment to a telecom network and later reports its fate.
+//!
+//! The processor hands a provider one [`Submit`] at a time and gets a [`SubmitOutcome`]
+//! back; final receipts arrive later, on their own, as [`Receipt`]s on the channel the
+//! provider was built with. That split is the seam every provider fits: a submit answer is
+//! what SMPP's `submit_sm_resp` says, a receipt is what its `deliver_sm` says.
+
+pub mod simulator;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::sms::segments::Coding;
+
+/// One segment to submit.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    pub message_id: String,
+    /// 0-based position of this segment in the message.
+    pub index: usize,
+    /// How many segments the message has.
+    pub total: usize,
+    pub from: String,
+    /// E.164 digits without `+`.
+    pub to: String,
+    pub coding: Coding,
+    /// Septets (GSM-7) or UTF-16 big-endian bytes (UCS-2), without any UDH.
+    pub payload: Vec<u8>,
+}
+
+/// The provider's answer to a submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Taken; receipts will name it by this id.
+    Accepted { provider_id: String },
+    /// Not taken for now (throttled, queue full, connection lost): try again after `after`.
+    Retry { after: Duration, reason: String },
+    /// Refused for good; `reason` becomes the `statusReason`.
+    Rejected { reason: String },
+}
+
+/// A final receipt for one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The id the provider gave the segment when it accepted it.
+    pub provider_id: String,
+    /// `DELIVRD`, `EXPIRED`, `UNDELIV`, `REJECTD`, `DELETED` or `UNKNOWN`.
+    pub state: String,
+}
+
+/// The provider in use.
+pub enum Provider {
+    /// The built-in simulator.
+    Simulator(simulator::Simulator),
+}
+
+impl Provider {
+    /// Builds the configured provider; its receipts go to `receipts`.
+    pub fn from_config(config: &ProviderConfig, receipts: mpsc::Sender<Receipt>) -> Provider {
+        match config.kind {
+            ProviderKind::Simulator => {
+                Provider::Simulator(simulator::Simulator::new(&config.simulator, receipts))
+            }
+        }
+    }
+
+    /// The name stored with provider ids, so ids of two providers never collide.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Simulator(_) => "simulator",
+        }
+    }
+
+    /// Submits one segment and waits for the provider's answer.
+    pub async fn submit(&self, submit: Submit) -> SubmitOutcome {
+        match self {
+            Provider::Simulator(s) => s.submit(submit).await,
+        }
+    }
+
+    /// Whether the provider can take submits now (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Provider::Simulator(_) => true,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The store: one redb file holding every message, account, webhook, delivery and the
+//! time-ordered queues, and the only module that knows their layout (see `docs/storage.md`).
+//!
+//! Writes have exactly one way in: [`Store::write`] hands a closure to the writer task, a
+//! dedicated thread that takes every request waiting in its channel, runs them all inside
+//! one write transaction and commits once with `Durability::Immediate` (group commit). redb
+//! allows one write transaction at a time anyway; funnelling them through one thread turns
+//! that limit into an advantage, because N callers waiting on the disk share one fsync
+//! instead of queueing for N. A caller is answered only after the commit, which is what
+//! makes a `201` a promise (invariant 1), and a status change and its webhook deliveries are
+//! written by the same closure, so they commit or vanish together (invariant 2).
+//!
+//! Reads open their own MVCC read transaction on a blocking thread and never wait for the
+//! writer.
+
+mod ops;
+mod reads;
+mod tables;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::clock::SharedClock;
+
+pub use ops::{
+    ChargeOutcome, CreateSms, Created, IdempotencyKey, ReceiptOutcome, SegmentOutcome,
+    WebhookChange,
+};
+pub use reads::{DueJob, MessageFilter, Page};
+pub use tables::SCHEMA_VERSION;
+pub use writer::Tx;
+
+/// Why the store could not do what was asked.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The disk is full: the write was rolled back and can be retried once space is freed.
+    Full,
+    /// The store is shutting down or its writer stopped.
+    Closed,
+    /// A record could not be decoded: a bug or a damaged file.
+    Corrupt(String),
+    /// Any other failure of redb or of the disk.
+    Storage(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Full => write!(f, "store: the disk is full"),
+            StoreError::Closed => write!(f, "store: closed"),
+            StoreError::Corrupt(m) => write!(f, "store: corrupt record: {m}"),
+            StoreError::Storage(m) => write!(f, "store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        if let redb::Error::Io(io) = &e {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return StoreError::Full;
+            }
+        }
+        StoreError::Storage(e.to_string())
+    }
+}
+
+macro_rules! redb_errors_into_store {
+    ($($t:ty),*) => {
+        $(impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::from(redb::Error::from(e))
+            }
+        })*
+    };
+}
+redb_errors_into_store!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+/// Wakes the loops that wait on the store's queues when a commit added work to them.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    /// A processing job was added or moved.
+    pub jobs: Notify,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: mpsc::Sender<writer::Op>,
+    wakers: Arc<Wakers>,
+    clock: SharedClock,
+}
+
+/// The writer thread, joined when the daemon stops.
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits until the writer has committed its last batch and closed the file. Blocks.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+/// How many write requests may wait for the writer before callers wait to send.
+const WRITE_QUEUE: usize = 16 * 1024;
+
+impl Store {
+    /// Opens (or creates) the redb file and starts the writer thread. Blocks.
+    ///
+    /// The writer stops once every `Store` handle is dropped; join the returned thread to
+    /// know the file is closed.
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+        max_batch: usize,
+        clock: SharedClock,
+    ) -> Result<(Store, WriterThread), StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        let db = Arc::new(db);
+        tables::prepare(&db)?;
+
+        let (sender, receiver) = mpsc::channel(WRITE_QUEUE);
+        let wakers = Arc::new(Wakers::default());
+        let thread = writer::spawn(
+            db.clone(),
+            receiver,
+            max_batch,
+            wakers.clone(),
+            clock.clone(),
+        )
+        .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
+        let store = Store {
+            db,
+            writer: sender,
+            wakers,
+            clock,
+        };
+        Ok((store, WriterThread(thread)))
+    }
+
+    /// Runs `op` inside the next group-committed write transaction and returns its result
+    /// once the transaction is durable.
+    ///
+    /// `op` must check before it writes: returning `Err` rolls back the whole batch it was
+    /// grouped with, so logical refusals belong in `R`, and `Err` is for storage faults.
+    pub async fn write<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op: writer::Op = Box::new(move |tx: &mut Tx<'_>| {
+            let result = op(tx);
+            let failed = result.is_err();
+            let complete: writer::Completion = Box::new(move |commit| {
+                let _ = reply.send(match result {
+                    Ok(r) => commit.map(|()| r),
+                    Err(e) => Err(e),
+                });
+            });
+            (failed, complete)
+        });
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` in a read transaction on a blocking thread.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("read task failed: {e}")))?
+    }
+
+    /// The notifications the writer sends after commits.
+    pub fn wakers(&self) -> &Arc<Wakers> {
+        &self.wakers
+    }
+
+    /// The clock the store stamps records with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}

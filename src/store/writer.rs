@@ -1,0 +1,143 @@
+//! The writer task: the one place that opens write transactions (see the store's module
+//! doc for why there is exactly one).
+
+use std::sync::Arc;
+
+use redb::{Database, Durability, Table, WriteTransaction};
+use tokio::sync::mpsc;
+
+use super::tables::*;
+use super::{StoreError, Wakers};
+use crate::clock::SharedClock;
+
+/// Tells a caller how its transaction ended; called after the commit (or the rollback).
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One caller's work: runs inside the batch's transaction and says whether it failed.
+pub type Op = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Completion) + Send>;
+
+/// The open write transaction as the operations see it: every table, opened once per batch,
+/// and what the commit must wake.
+pub struct Tx<'t> {
+    /// The time of this batch, for records' timestamps and due times.
+    pub now_ms: u64,
+    pub(super) accounts: Table<'t, &'static str, &'static [u8]>,
+    pub(super) api_keys: Table<'t, &'static str, &'static [u8]>,
+    pub(super) messages: Table<'t, &'static str, &'static [u8]>,
+    pub(super) account_messages: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) provider_ids: Table<'t, (&'static str, &'static str), (&'static str, u32)>,
+    pub(super) jobs: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub(super) webhooks: Table<'t, &'static str, &'static [u8]>,
+    pub(super) account_webhooks: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) deliveries: Table<'t, &'static str, &'static [u8]>,
+    pub(super) webhook_deliveries: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) due: Table<'t, (u64, &'static str), ()>,
+    pub(super) idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    /// Set when a job was added or moved, so the processor looks again.
+    pub(super) jobs_changed: bool,
+}
+
+impl<'t> Tx<'t> {
+    fn open(txn: &'t WriteTransaction, now_ms: u64) -> Result<Self, StoreError> {
+        Ok(Tx {
+            now_ms,
+            accounts: txn.open_table(ACCOUNTS)?,
+            api_keys: txn.open_table(API_KEYS)?,
+            messages: txn.open_table(MESSAGES)?,
+            account_messages: txn.open_table(ACCOUNT_MESSAGES)?,
+            provider_ids: txn.open_table(PROVIDER_IDS)?,
+            jobs: txn.open_table(JOBS)?,
+            webhooks: txn.open_table(WEBHOOKS)?,
+            account_webhooks: txn.open_table(ACCOUNT_WEBHOOKS)?,
+            deliveries: txn.open_table(DELIVERIES)?,
+            webhook_deliveries: txn.open_table(WEBHOOK_DELIVERIES)?,
+            due: txn.open_table(DUE)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            jobs_changed: false,
+        })
+    }
+}
+
+/// Starts the writer thread.
+pub fn spawn(
+    db: Arc<Database>,
+    receiver: mpsc::Receiver<Op>,
+    max_batch: usize,
+    wakers: Arc<Wakers>,
+    clock: SharedClock,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("smswire-writer".into())
+        .spawn(move || run(&db, receiver, max_batch, &wakers, &clock))
+}
+
+fn run(
+    db: &Database,
+    mut receiver: mpsc::Receiver<Op>,
+    max_batch: usize,
+    wakers: &Wakers,
+    clock: &SharedClock,
+) {
+    let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
+    while let Some(first) = receiver.blocking_recv() {
+        // Everything that queued while the previous commit was on the disk shares this one.
+        batch.push(first);
+        while batch.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+
+        let size = batch.len();
+        let jobs_changed = commit_batch(db, batch.drain(..), clock.now_ms());
+        tracing::trace!(size, "write batch committed");
+        if jobs_changed {
+            wakers.jobs.notify_one();
+        }
+    }
+    tracing::debug!("writer stopped: every store handle is gone");
+}
+
+/// Runs a batch in one transaction; returns whether it moved any job.
+fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> bool {
+    let mut completions = Vec::new();
+    let outcome = (|| {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let mut any_failed = false;
+        let jobs_changed;
+        {
+            let mut tx = Tx::open(&txn, now_ms)?;
+            for op in batch {
+                let (failed, complete) = op(&mut tx);
+                any_failed |= failed;
+                completions.push(complete);
+            }
+            jobs_changed = tx.jobs_changed;
+        }
+        if any_failed {
+            txn.abort()?;
+            return Err(StoreError::Storage(
+                "a write grouped with this one failed; nothing was written".into(),
+            ));
+        }
+        txn.commit()?;
+        Ok(jobs_changed)
+    })();
+
+    let jobs_changed = *outcome.as_ref().unwrap_or(&false);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, ops = completions.len(), "write batch rolled back");
+    }
+    for complete in completions {
+        complete(match &outcome {
+            Ok(_) => Ok(()),
+            Err(StoreError::Full) => Err(StoreError::Full),
+            Err(StoreError::Closed) => Err(StoreError::Closed),
+            Err(e) => Err(StoreError::Storage(e.to_string())),
+        });
+    }
+    jobs_changed
+}
