@@ -50,6 +50,8 @@ impl Daemon {
         let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_QUEUE);
         let provider = Arc::new(Provider::from_config(&config.provider, receipts_tx));
         let provider_ready = Arc::new(AtomicBool::new(provider.is_ready()));
+        let waiting = store.awaiting_receipts().await.map_err(|e| e.to_string())?;
+        provider.resume(waiting);
         let processor = Processor::new(store.clone(), provider, &config);
         tasks.push(tokio::spawn(processor.clone().run_jobs(stop.clone())));
         tasks.push(tokio::spawn(processor::Processor::run_receipts(

@@ -80,6 +80,14 @@ impl Provider {
         }
     }
 
+    /// Told at start which segments still wait for a receipt: (provider id, recipient).
+    /// An SMSC keeps its own receipts and redelivers them; the simulator reports them anew.
+    pub fn resume(&self, waiting: Vec<(String, String)>) {
+        match self {
+            Provider::Simulator(s) => s.resume(waiting),
+        }
+    }
+
     /// Whether the provider can take submits now (for `/readyz`).
     pub fn is_ready(&self) -> bool {
         match self {

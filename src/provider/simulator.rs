@@ -4,9 +4,9 @@
 //! It accepts every submit after `submit_delay` and reports a receipt `receipt_delay` later:
 //! `DELIVRD`, or the state of the first configured pattern that matches the recipient.
 //!
-//! Limit: receipts waiting in the simulator live in memory. If the daemon stops before a
-//! receipt was reported, that message waits for its receipt deadline and then becomes
-//! `errored` / `UNKNOWN`, as it would with an SMSC that lost its receipt.
+//! The simulator keeps nothing of its own: receipts waiting to be reported live in memory,
+//! and when the daemon starts again it is handed the segments still waiting for a receipt
+//! ([`Simulator::resume`]) and reports them, as an SMSC would after a reconnect.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,24 +52,33 @@ impl Simulator {
             tokio::time::sleep(self.submit_delay).await;
         }
         let provider_id = format!("sim{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.report_later(provider_id.clone(), &submit.to);
+        SubmitOutcome::Accepted { provider_id }
+    }
+
+    /// Reports receipts for segments accepted before a restart: (provider id, recipient).
+    pub fn resume(&self, waiting: Vec<(String, String)>) {
+        for (provider_id, to) in waiting {
+            self.report_later(provider_id, &to);
+        }
+    }
+
+    fn report_later(&self, provider_id: String, to: &str) {
         let state = self
             .outcomes
             .iter()
-            .find(|(pattern, _)| pattern.is_match(&submit.to))
+            .find(|(pattern, _)| pattern.is_match(to))
             .map_or("DELIVRD", |(_, state)| state);
-
         let receipt = Receipt {
-            provider_id: provider_id.clone(),
+            provider_id,
             state: state.to_string(),
         };
         let receipts = self.receipts.clone();
         let delay = self.receipt_delay;
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            // The processor is gone when the daemon stops; the receipt is lost then, as the
-            // module doc says.
+            // The processor is gone when the daemon stops; the next start reports it again.
             let _ = receipts.send(receipt).await;
         });
-        SubmitOutcome::Accepted { provider_id }
     }
 }

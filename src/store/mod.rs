@@ -62,10 +62,10 @@ impl std::error::Error for StoreError {}
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        if let redb::Error::Io(io) = &e {
-            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
-                return StoreError::Full;
-            }
+        if let redb::Error::Io(io) = &e
+            && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28))
+        {
+            return StoreError::Full;
         }
         StoreError::Storage(e.to_string())
     }

@@ -383,11 +383,11 @@ impl Tx<'_> {
 
     /// Puts a message's submit job back to run at `due_ms` (throttling, a lost connection).
     pub fn reschedule_submit(&mut self, message_id: &str, due_ms: u64) -> Result<(), StoreError> {
-        if let Some(mut m) = self.get_message(message_id)? {
-            if !m.status.is_final() {
-                self.set_job(&mut m, Some((due_ms, Job::Submit)))?;
-                self.put_message(&m)?;
-            }
+        if let Some(mut m) = self.get_message(message_id)?
+            && !m.status.is_final()
+        {
+            self.set_job(&mut m, Some((due_ms, Job::Submit)))?;
+            self.put_message(&m)?;
         }
         Ok(())
     }

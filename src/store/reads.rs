@@ -172,6 +172,32 @@ impl Store {
         .await
     }
 
+    /// Segments accepted by the provider whose final receipt has not come yet, as
+    /// (provider id, recipient); found through the receipt-deadline jobs, so the cost
+    /// follows the messages in flight, not the whole history.
+    pub async fn awaiting_receipts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|r| {
+            let jobs = r.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for entry in jobs.iter()? {
+                let (key, value) = entry?;
+                if decode::<Job>(value.value())? != Job::Expire {
+                    continue;
+                }
+                let Some(m) = message(r, key.value().1)? else {
+                    continue;
+                };
+                for s in &m.segments {
+                    if let (Some(id), None) = (&s.provider_id, &s.final_state) {
+                        out.push((id.clone(), m.to.clone()));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// The number of webhook deliveries waiting in the due table.
     pub async fn due_count(&self) -> Result<u64, StoreError> {
         self.read(|r| Ok(redb::ReadableTableMetadata::len(&r.open_table(DUE)?)?))
@@ -203,10 +229,10 @@ fn list_messages(
         .map(|ms| ids::lower_bound(Kind::Sms, ms));
     let lower = after.unwrap_or_default();
     let mut upper = before.unwrap_or_else(|| CHILD_MAX.to_string());
-    if let Some(c) = cursor {
-        if c < upper.as_str() {
-            upper = c.to_string();
-        }
+    if let Some(c) = cursor
+        && c < upper.as_str()
+    {
+        upper = c.to_string();
     }
 
     let mut items = Vec::new();

@@ -74,12 +74,12 @@ pub fn prepare(db: &Database) -> Result<(), StoreError> {
         Err(e) => return Err(e.into()),
     };
     drop(read);
-    if let Some(version) = found {
-        if version != [SCHEMA_VERSION] {
-            return Err(StoreError::Corrupt(format!(
-                "the file has schema version {version:?}; this build reads {SCHEMA_VERSION}"
-            )));
-        }
+    if let Some(version) = found
+        && version != [SCHEMA_VERSION]
+    {
+        return Err(StoreError::Corrupt(format!(
+            "the file has schema version {version:?}; this build reads {SCHEMA_VERSION}"
+        )));
     }
 
     let txn = db.begin_write()?;
