@@ -22,6 +22,7 @@ pub struct Config {
     pub billing: BillingConfig,
     pub sms: SmsConfig,
     pub provider: ProviderConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// The HTTP API listener.
@@ -132,6 +133,13 @@ impl Config {
         }
         if let Some(bad) = self.billing.prices.keys().find(|k| !is_prefix(k)) {
             return Err(format!("billing.prices: key {bad:?} is not a digit prefix"));
+        }
+        let w = &self.webhooks;
+        if w.concurrency == 0 || w.per_webhook_concurrency == 0 {
+            return Err("webhooks: concurrency limits must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&w.jitter) {
+            return Err("webhooks.jitter must be between 0 and 1".into());
         }
         for outcome in &self.provider.simulator.outcomes {
             regex::Regex::new(&outcome.pattern).map_err(|e| {
@@ -308,6 +316,82 @@ impl SimulatedState {
             SimulatedState::Undeliv => "UNDELIV",
             SimulatedState::Rejectd => "REJECTD",
         }
+    }
+}
+
+/// Webhook calls: timeouts, concurrency, the replay schedule and SSRF exceptions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Longest wait for the TCP (and TLS) connection to a receiver.
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// Longest wait for a whole call, connection included, before it counts as failed.
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    /// Calls in flight at once, all webhooks together.
+    pub concurrency: usize,
+    /// Calls in flight at once to one webhook, so one slow receiver cannot take every slot.
+    pub per_webhook_concurrency: usize,
+    /// Wait after each failed attempt: entry n is the wait after failed attempt n. When
+    /// every wait is used up, the next failure discards the delivery.
+    #[serde(with = "duration_list")]
+    pub schedule: Vec<Duration>,
+    /// Largest random extra added to each wait, as a fraction of it (0.1 = up to +10 %).
+    pub jitter: f64,
+    /// Networks that webhooks may reach although they are loopback, private, link-local or
+    /// otherwise internal, e.g. `["127.0.0.0/8"]` for a receiver on the same host.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Bytes of each response body read and kept in the attempt log.
+    pub response_bytes: usize,
+}
+
+/// n^4 minutes after the n-th failure, n = 1 to 10 (DESIGN section 1).
+pub fn default_schedule() -> Vec<Duration> {
+    (1..=10u64)
+        .map(|n| Duration::from_secs(n.pow(4) * 60))
+        .collect()
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            concurrency: 256,
+            per_webhook_concurrency: 8,
+            schedule: default_schedule(),
+            jitter: 0.1,
+            allowed_networks: Vec::new(),
+            response_bytes: 1024,
+        }
+    }
+}
+
+/// Serde for lists of durations written as `["1m", "16m"]`.
+pub mod duration_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes each duration the way the configuration file does.
+    pub fn serialize<S: Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            list.iter()
+                .map(|d| humantime::format_duration(*d).to_string()),
+        )
+    }
+
+    /// Reads `["1m", "16m", ...]`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| {
+                humantime::parse_duration(t)
+                    .map_err(|e| serde::de::Error::custom(format!("bad duration {t:?}: {e}")))
+            })
+            .collect()
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::processor::Processor;
 use crate::provider::Provider;
 use crate::store::{Store, WriterThread};
+use crate::webhook::Engine;
 use crate::{admin, processor};
 
 /// Receipts waiting to be applied before providers wait to hand more over.
@@ -59,6 +60,10 @@ impl Daemon {
             receipts_rx,
             stop.clone(),
         )));
+
+        // Webhook engine.
+        let engine = Engine::new(store.clone(), &config.webhooks);
+        tasks.push(tokio::spawn(engine.run(stop.clone())));
 
         // Admin socket.
         let admin_socket = config.admin_socket();

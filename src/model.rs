@@ -234,6 +234,21 @@ pub struct Delivery {
     pub created_ms: u64,
 }
 
+/// One attempt to deliver, as kept in the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    /// The HTTP status the receiver answered, if it answered.
+    pub status_code: Option<u16>,
+    /// Why the call failed without an answer (timeout, refused, TLS, address not allowed).
+    pub error: Option<String>,
+    /// The first bytes of the response body, as text.
+    pub response: String,
+}
+
 /// The body of a webhook call.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -56,7 +56,15 @@ async fn restart_keeps_messages_webhooks_and_deliveries() {
         .call(Method::GET, &deliveries_path, Some(&key), None)
         .await
         .json;
-    assert_eq!(deliveries, deliveries_before);
+    // The receiver does not exist, so attempts may have failed meanwhile; what must hold is
+    // that the same deliveries, with the same payloads, are still waiting.
+    let same = |v: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+        let list = v["data"].as_array().unwrap();
+        list.iter()
+            .map(|d| (d["id"].clone(), d["payload"].clone()))
+            .collect()
+    };
+    assert_eq!(same(&deliveries), same(&deliveries_before));
     let list = deliveries["data"].as_array().unwrap();
     assert_eq!(list.len(), 5);
     for delivery in list {

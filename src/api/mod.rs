@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/webhooks/{id}/deliveries",
             get(webhooks::list_deliveries),
         )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/replay",
+            post(webhooks::replay_delivery),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("path") })

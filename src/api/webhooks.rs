@@ -11,8 +11,10 @@ use super::extract::{ApiQuery, Caller, JsonBody};
 use super::{ApiError, AppState};
 use crate::clock::format_ms;
 use crate::ids::{self, Kind};
-use crate::model::{Delivery, DeliveryState, EVENT_SMS_STATUS, Webhook, WebhookOut};
+use crate::model::{Attempt, Delivery, DeliveryState, EVENT_SMS_STATUS, Webhook, WebhookOut};
 use crate::store::WebhookChange;
+use crate::webhook::client::resolve;
+use crate::webhook::ssrf::Policy;
 
 /// Random bytes in a webhook signing secret (Standard Webhooks asks for 24 to 64).
 const SECRET_BYTES: usize = 32;
@@ -42,7 +44,7 @@ pub async fn create_webhook(
     caller: Caller,
     JsonBody(input): JsonBody<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookOut>), ApiError> {
-    check_url(&input.url)?;
+    check_url(&state, &input.url).await?;
     check_events(&input.events)?;
 
     let now = state.clock.now_ms();
@@ -97,7 +99,7 @@ pub async fn update_webhook(
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Json<WebhookOut>, ApiError> {
     if let Some(url) = &patch.url {
-        check_url(url)?;
+        check_url(&state, url).await?;
     }
     if let Some(events) = &patch.events {
         check_events(events)?;
@@ -155,11 +157,35 @@ pub struct DeliveryOut {
     next_attempt_at: Option<String>,
     created_at: String,
     payload: serde_json::Value,
+    attempts: Vec<AttemptOut>,
 }
 
-impl From<&Delivery> for DeliveryOut {
-    fn from(d: &Delivery) -> Self {
+/// One attempt as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptOut {
+    number: u32,
+    at: String,
+    duration_ms: u64,
+    status_code: Option<u16>,
+    error: Option<String>,
+    response: String,
+}
+
+impl DeliveryOut {
+    fn new(d: &Delivery, attempts: &[Attempt]) -> Self {
         DeliveryOut {
+            attempts: attempts
+                .iter()
+                .map(|a| AttemptOut {
+                    number: a.number,
+                    at: format_ms(a.at_ms),
+                    duration_ms: a.duration_ms,
+                    status_code: a.status_code,
+                    error: a.error.clone(),
+                    response: a.response.clone(),
+                })
+                .collect(),
             id: d.id.clone(),
             webhook_id: d.webhook_id.clone(),
             message_id: d.message_id.clone(),
@@ -185,8 +211,32 @@ pub async fn list_deliveries(
         return Err(ApiError::invalid("limit must be 1 to 500"));
     }
     let page = state.store.deliveries(hook.id, q.cursor, limit).await?;
-    let data: Vec<DeliveryOut> = page.items.iter().map(DeliveryOut::from).collect();
+    let data: Vec<DeliveryOut> = page
+        .items
+        .iter()
+        .map(|(d, a)| DeliveryOut::new(d, a))
+        .collect();
     Ok(Json(serde_json::json!({ "data": data, "next": page.next })))
+}
+
+/// `POST /v1/webhooks/{id}/deliveries/{deliveryId}/replay`: sends a delivery again now,
+/// whatever its state (a discarded one too).
+pub async fn replay_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<DeliveryOut>), ApiError> {
+    let account = caller.account_id;
+    let replayed = state
+        .store
+        .write(move |tx| tx.replay_delivery(&account, &id, &delivery_id))
+        .await?;
+    let delivery = replayed.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let attempts = state.store.attempts(delivery.id.clone()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeliveryOut::new(&delivery, &attempts)),
+    ))
 }
 
 async fn owned_webhook(state: &AppState, caller: &Caller, id: String) -> Result<Webhook, ApiError> {
@@ -198,15 +248,27 @@ async fn owned_webhook(state: &AppState, caller: &Caller, id: String) -> Result<
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+/// Refuses a URL that is not absolute http(s), or whose host resolves to an address
+/// webhooks may not reach. A name that does not resolve now is accepted: every attempt
+/// checks again, on the address it connects to.
+async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     let bad = || ApiError::invalid("url must be an absolute http or https URL");
     let uri: Uri = url.parse().map_err(|_| bad())?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     let host_ok = uri.host().is_some_and(|h| !h.is_empty());
-    if scheme_ok && host_ok {
-        Ok(())
-    } else {
-        Err(bad())
+    if !(scheme_ok && host_ok) {
+        return Err(bad());
+    }
+
+    let policy = Policy::new(state.config.webhooks.allowed_networks.clone());
+    let addrs = resolve(&uri).await.unwrap_or_default();
+    match addrs.iter().find(|a| !policy.permits(a.ip())) {
+        Some(blocked) => Err(ApiError::invalid(format!(
+            "url resolves to {}, an internal address webhooks may not reach \
+             (see webhooks.allowed_networks)",
+            blocked.ip()
+        ))),
+        None => Ok(()),
     }
 }
 

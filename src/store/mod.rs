@@ -13,6 +13,7 @@
 //! Reads open their own MVCC read transaction on a blocking thread and never wait for the
 //! writer.
 
+mod deliveries;
 mod ops;
 mod reads;
 mod tables;
@@ -26,6 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 
+pub use deliveries::{AttemptOutcome, DueDelivery};
 pub use ops::{
     ChargeOutcome, CreateSms, Created, IdempotencyKey, ReceiptOutcome, SegmentOutcome,
     WebhookChange,
@@ -93,6 +95,8 @@ redb_errors_into_store!(
 pub struct Wakers {
     /// A processing job was added or moved.
     pub jobs: Notify,
+    /// A webhook delivery was queued or moved in the due table.
+    pub due: Notify,
 }
 
 /// A handle to the store; cheap to clone.

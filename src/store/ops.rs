@@ -194,6 +194,7 @@ impl Tx<'_> {
             self.webhook_deliveries
                 .insert((hook.id.as_str(), did), ())?;
             self.due.insert((self.now_ms, did), ())?;
+            self.due_changed = true;
         }
         Ok(())
     }
@@ -476,6 +477,9 @@ impl Tx<'_> {
             hook.events = events;
         }
         if let Some(enabled) = change.enabled {
+            if enabled && !hook.enabled {
+                self.resume_deliveries(id)?;
+            }
             hook.enabled = enabled;
         }
         self.webhooks.insert(id, encode(&hook).as_slice())?;
@@ -503,8 +507,13 @@ impl Tx<'_> {
                 .remove(did.as_str())?
                 .map(|v| decode(v.value()))
                 .transpose()?;
-            if let Some(next) = found.and_then(|d| d.next_ms) {
-                self.due.remove((next, did.as_str()))?;
+            if let Some(d) = found {
+                if let Some(next) = d.next_ms {
+                    self.due.remove((next, did.as_str()))?;
+                }
+                for n in 1..=d.attempts {
+                    self.attempts.remove((did.as_str(), n))?;
+                }
             }
             self.webhook_deliveries.remove((id, did.as_str()))?;
         }

@@ -7,7 +7,7 @@ use super::ops::CHILD_MAX;
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::ids::{self, Kind};
-use crate::model::{Account, ApiKey, Delivery, Job, Message, Status, Webhook};
+use crate::model::{Account, ApiKey, Attempt, Delivery, Job, Message, Status, Webhook};
 
 /// Filters of `GET /v1/sms`.
 #[derive(Debug, Clone, Default)]
@@ -117,29 +117,36 @@ impl Store {
         .await
     }
 
-    /// A webhook's deliveries, newest first, after the `cursor` delivery id.
+    /// A webhook's deliveries with their attempts, newest first, after the `cursor`
+    /// delivery id.
     pub async fn deliveries(
         &self,
         webhook_id: String,
         cursor: Option<String>,
         limit: usize,
-    ) -> Result<Page<Delivery>, StoreError> {
+    ) -> Result<Page<(Delivery, Vec<Attempt>)>, StoreError> {
         self.read(move |r| {
             let index = r.open_table(WEBHOOK_DELIVERIES)?;
             let table = r.open_table(DELIVERIES)?;
+            let attempts = r.open_table(ATTEMPTS)?;
             let w = webhook_id.as_str();
             let upper = cursor.as_deref().unwrap_or(CHILD_MAX);
             let mut items = Vec::new();
             for entry in index.range((w, "")..(w, upper))?.rev() {
                 let (key, _) = entry?;
-                if let Some(v) = table.get(key.value().1)? {
-                    items.push(decode::<Delivery>(v.value())?);
+                let id = key.value().1;
+                if let Some(v) = table.get(id)? {
+                    let mut log = Vec::new();
+                    for a in attempts.range((id, 0)..=(id, u32::MAX))? {
+                        log.push(decode::<Attempt>(a?.1.value())?);
+                    }
+                    items.push((decode::<Delivery>(v.value())?, log));
                 }
                 if items.len() == limit {
                     break;
                 }
             }
-            let next = (items.len() == limit).then(|| items[limit - 1].id.clone());
+            let next = (items.len() == limit).then(|| items[limit - 1].0.id.clone());
             Ok(Page { items, next })
         })
         .await
@@ -196,12 +203,6 @@ impl Store {
             Ok(out)
         })
         .await
-    }
-
-    /// The number of webhook deliveries waiting in the due table.
-    pub async fn due_count(&self) -> Result<u64, StoreError> {
-        self.read(|r| Ok(redb::ReadableTableMetadata::len(&r.open_table(DUE)?)?))
-            .await
     }
 }
 

@@ -32,9 +32,12 @@ pub struct Tx<'t> {
     pub(super) deliveries: Table<'t, &'static str, &'static [u8]>,
     pub(super) webhook_deliveries: Table<'t, (&'static str, &'static str), ()>,
     pub(super) due: Table<'t, (u64, &'static str), ()>,
+    pub(super) attempts: Table<'t, (&'static str, u32), &'static [u8]>,
     pub(super) idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
     /// Set when a job was added or moved, so the processor looks again.
     pub(super) jobs_changed: bool,
+    /// Set when a webhook delivery was queued or moved, so the scheduler looks again.
+    pub(super) due_changed: bool,
 }
 
 impl<'t> Tx<'t> {
@@ -52,8 +55,10 @@ impl<'t> Tx<'t> {
             deliveries: txn.open_table(DELIVERIES)?,
             webhook_deliveries: txn.open_table(WEBHOOK_DELIVERIES)?,
             due: txn.open_table(DUE)?,
+            attempts: txn.open_table(ATTEMPTS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             jobs_changed: false,
+            due_changed: false,
         })
     }
 }
@@ -90,24 +95,34 @@ fn run(
         }
 
         let size = batch.len();
-        let jobs_changed = commit_batch(db, batch.drain(..), clock.now_ms());
+        let changed = commit_batch(db, batch.drain(..), clock.now_ms());
         tracing::trace!(size, "write batch committed");
-        if jobs_changed {
+        if changed.jobs {
             wakers.jobs.notify_one();
+        }
+        if changed.due {
+            wakers.due.notify_one();
         }
     }
     tracing::debug!("writer stopped: every store handle is gone");
 }
 
-/// Runs a batch in one transaction; returns whether it moved any job.
-fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> bool {
+/// Which queues a committed batch changed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Changed {
+    jobs: bool,
+    due: bool,
+}
+
+/// Runs a batch in one transaction; returns which queues it changed.
+fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> Changed {
     let mut completions = Vec::new();
     let outcome = (|| {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         let mut any_failed = false;
-        let jobs_changed;
+        let changed;
         {
             let mut tx = Tx::open(&txn, now_ms)?;
             for op in batch {
@@ -115,7 +130,10 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
                 any_failed |= failed;
                 completions.push(complete);
             }
-            jobs_changed = tx.jobs_changed;
+            changed = Changed {
+                jobs: tx.jobs_changed,
+                due: tx.due_changed,
+            };
         }
         if any_failed {
             txn.abort()?;
@@ -124,10 +142,10 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
             ));
         }
         txn.commit()?;
-        Ok(jobs_changed)
+        Ok(changed)
     })();
 
-    let jobs_changed = *outcome.as_ref().unwrap_or(&false);
+    let changed = outcome.as_ref().copied().unwrap_or_default();
     if let Err(e) = &outcome {
         tracing::error!(error = %e, ops = completions.len(), "write batch rolled back");
     }
@@ -139,5 +157,5 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
             Err(e) => Err(StoreError::Storage(e.to_string())),
         });
     }
-    jobs_changed
+    changed
 }

@@ -2,6 +2,9 @@
 //! real HTTP client, and the admin socket for accounts and keys.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receiver;
+pub mod verifier;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,8 +42,22 @@ pub struct TestDaemon {
     pub daemon: Option<Daemon>,
     pub dir: PathBuf,
     pub config: Config,
+    api: Api,
+}
+
+/// A client of one daemon's API and admin socket, in-process or not.
+pub struct Api {
     base: String,
+    admin_socket: PathBuf,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::ops::Deref for TestDaemon {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// The answer to a request.
@@ -55,13 +72,12 @@ impl TestDaemon {
     /// Starts a daemon on `config`.
     pub async fn start(config: Config, dir: &Path) -> TestDaemon {
         let daemon = Daemon::start(config.clone()).await.expect("daemon starts");
-        let base = format!("http://{}", daemon.api_addr());
+        let api = Api::new(daemon.api_addr(), config.admin.socket.clone());
         TestDaemon {
             daemon: Some(daemon),
             dir: dir.to_path_buf(),
             config,
-            base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            api,
         }
     }
 
@@ -78,10 +94,21 @@ impl TestDaemon {
         let fresh = TestDaemon::start(self.config.clone(), &self.dir).await;
         *self = fresh;
     }
+}
+
+impl Api {
+    /// A client of the daemon at `addr` with its admin socket at `admin_socket`.
+    pub fn new(addr: std::net::SocketAddr, admin_socket: PathBuf) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            admin_socket,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
 
     /// Sends an admin request and returns its data.
     pub async fn admin(&self, request: AdminRequest) -> Result<Value, String> {
-        admin::request(&self.config.admin.socket, &request).await
+        admin::request(&self.admin_socket, &request).await
     }
 
     /// Creates an account with `balance` and returns its first key.
@@ -149,6 +176,18 @@ impl TestDaemon {
             status,
             headers,
             json,
+        }
+    }
+
+    /// The status of a GET without a key, or `None` when nothing answers.
+    pub async fn try_get(&self, path: &str) -> Option<u16> {
+        let req = Request::get(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await;
+        match resp {
+            Ok(Ok(r)) => Some(r.status().as_u16()),
+            _ => None,
         }
     }
 
