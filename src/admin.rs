@@ -1,7 +1,8 @@
 //! The admin socket: how `smswire account ...` and `smswire key ...` reach the running
 //! daemon, which is the only process that may write the store.
 //!
-//! A Unix socket (mode 0600: only the daemon's user, and root, can connect) carrying one
+//! A Unix socket (mode 0600 by default: only the daemon's user and root can connect; 0660
+//! for the `smswire` group when installed, `admin.socket_mode`) carrying one
 //! JSON request per line and one JSON answer per line. Secrets cross it once, in the answer
 //! that creates them, and are stored only as SHA-256.
 
@@ -42,15 +43,15 @@ pub enum AdminRequest {
     KeyRevoke { key_id: String },
 }
 
-/// Binds the admin socket, replacing a stale one, readable and writable by the owner only.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// Binds the admin socket, replacing a stale one, with permissions `mode`.
+pub fn bind(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
 
     if path.exists() {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }
 

@@ -72,12 +72,31 @@ impl Default for StoreConfig {
 }
 
 /// The admin socket used by `smswire account ...` and `smswire key ...`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Path of the Unix socket. Empty: `/run/smswire/admin.sock` when `/run/smswire` is
     /// writable, else `smswire.admin.sock` next to the data file.
     pub socket: PathBuf,
+    /// Permissions of the socket file, in octal: `0600` lets only the daemon's user (and
+    /// root) in; the package uses `0660` so members of the `smswire` group can use it.
+    pub socket_mode: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::new(),
+            socket_mode: "0600".into(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The socket's permission bits.
+    pub fn mode(&self) -> u32 {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
+    }
 }
 
 /// Where the default socket lives on an installed system.
@@ -122,6 +141,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let mode = u32::from_str_radix(self.admin.socket_mode.trim_start_matches("0o"), 8);
+        if !matches!(mode, Ok(m) if m <= 0o777 && m & 0o007 == 0) {
+            return Err(format!(
+                "admin.socket_mode {:?} must be octal permissions without access for others, \
+                 like \"0600\" or \"0660\"",
+                self.admin.socket_mode
+            ));
+        }
         if self.store.max_batch == 0 {
             return Err("store.max_batch must be at least 1".into());
         }

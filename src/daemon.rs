@@ -67,7 +67,7 @@ impl Daemon {
 
         // Admin socket.
         let admin_socket = config.admin_socket();
-        let admin_listener = admin::bind(&admin_socket).map_err(|e| {
+        let admin_listener = admin::bind(&admin_socket, config.admin.mode()).map_err(|e| {
             format!(
                 "cannot bind the admin socket {}: {e}",
                 admin_socket.display()
