@@ -161,6 +161,22 @@ impl Config {
         if let Some(bad) = self.billing.prices.keys().find(|k| !is_prefix(k)) {
             return Err(format!("billing.prices: key {bad:?} is not a digit prefix"));
         }
+        let s = &self.provider.smpp;
+        if self.provider.kind == ProviderKind::Smpp {
+            if s.system_id.is_empty() || s.system_id.len() > 15 || s.password.len() > 8 {
+                return Err(
+                    "provider.smpp: system_id (1 to 15 characters) is required and the password \
+                     has at most 8 characters"
+                        .into(),
+                );
+            }
+            if s.window == 0 || s.max_pdu_bytes < 64 {
+                return Err("provider.smpp: window must be at least 1, max_pdu_bytes 64".into());
+            }
+        }
+        if !(-1..=255).contains(&s.source_ton) || !(-1..=255).contains(&s.source_npi) {
+            return Err("provider.smpp.source_ton / source_npi: -1 (automatic) or 0 to 255".into());
+        }
         let w = &self.webhooks;
         if w.concurrency == 0 || w.per_webhook_concurrency == 0 {
             return Err("webhooks: concurrency limits must be at least 1".into());
@@ -270,9 +286,10 @@ impl Default for SmsConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// `simulator` (the only provider built so far).
+    /// `simulator` or `smpp`.
     pub kind: ProviderKind,
     pub simulator: SimulatorConfig,
+    pub smpp: SmppConfig,
 }
 
 /// The provider implementations.
@@ -282,6 +299,109 @@ pub enum ProviderKind {
     /// The built-in simulator: no SMSC needed.
     #[default]
     Simulator,
+    /// An SMSC over SMPP 3.4.
+    Smpp,
+}
+
+/// The SMPP client (ESME) that connects to the provider's SMSC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmppConfig {
+    /// The SMSC's host name or address.
+    pub host: String,
+    /// The SMSC's port.
+    pub port: u16,
+    /// The account the provider gave you.
+    pub system_id: String,
+    pub password: String,
+    /// Sent in the bind; most SMSCs want it empty.
+    pub system_type: String,
+    /// `transceiver` (one connection), or `transmitter_receiver` (two: one sends, one
+    /// receives receipts).
+    pub bind: BindMode,
+    /// Most `submit_sm` waiting for their response on a connection.
+    pub window: usize,
+    /// Most segments submitted per second; 0 for no limit.
+    pub throughput: u32,
+    /// How often an idle link is checked with `enquire_link`.
+    #[serde(with = "duration_text")]
+    pub enquire_link_interval: Duration,
+    /// How long to wait for any response (bind, submit, enquire_link, unbind) before the
+    /// link counts as dead.
+    #[serde(with = "duration_text")]
+    pub response_timeout: Duration,
+    /// First wait before reconnecting after a lost connection; doubles up to the maximum.
+    #[serde(with = "duration_text")]
+    pub reconnect_min: Duration,
+    #[serde(with = "duration_text")]
+    pub reconnect_max: Duration,
+    /// How long a throttled segment (or one whose connection was lost) waits before it is
+    /// submitted again.
+    #[serde(with = "duration_text")]
+    pub retry_delay: Duration,
+    /// Validity period asked for each message; `"0s"` leaves the SMSC's default.
+    #[serde(with = "duration_text")]
+    pub validity_period: Duration,
+    /// Source address type and numbering plan; unset (-1) chooses from the `from`:
+    /// alphanumeric 5/0, short code 0/1, international number 1/1.
+    pub source_ton: i16,
+    pub source_npi: i16,
+    /// Destination address type and numbering plan (international / ISDN by default).
+    pub dest_ton: u8,
+    pub dest_npi: u8,
+    /// How the SMSC writes the message ids of `submit_sm_resp` (and of the
+    /// `receipted_message_id` TLV): `text` (compared as is), `hex` or `decimal`.
+    pub submit_id_format: IdFormat,
+    /// How the SMSC writes the `id:` of receipt texts; some answer in hex and report in
+    /// decimal.
+    pub receipt_id_format: IdFormat,
+    /// Largest PDU accepted from the SMSC, in bytes; a larger one closes the connection.
+    pub max_pdu_bytes: usize,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 2775,
+            system_id: String::new(),
+            password: String::new(),
+            system_type: String::new(),
+            bind: BindMode::Transceiver,
+            window: 10,
+            throughput: 0,
+            enquire_link_interval: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            retry_delay: Duration::from_secs(5),
+            validity_period: Duration::from_secs(48 * 3600),
+            source_ton: -1,
+            source_npi: -1,
+            dest_ton: 1,
+            dest_npi: 1,
+            submit_id_format: IdFormat::Text,
+            receipt_id_format: IdFormat::Text,
+            max_pdu_bytes: 4096,
+        }
+    }
+}
+
+/// How an SMSC bind is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    Transceiver,
+    TransmitterReceiver,
+}
+
+/// How an SMSC writes message ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdFormat {
+    Text,
+    Hex,
+    Decimal,
 }
 
 /// The built-in simulator.

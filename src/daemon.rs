@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -31,6 +30,7 @@ pub struct Daemon {
     admin_socket: PathBuf,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    provider: Arc<Provider>,
     writer: WriterThread,
 }
 
@@ -49,11 +49,14 @@ impl Daemon {
 
         // Provider and processor.
         let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_QUEUE);
-        let provider = Arc::new(Provider::from_config(&config.provider, receipts_tx));
-        let provider_ready = Arc::new(AtomicBool::new(provider.is_ready()));
+        let provider = Arc::new(Provider::from_config(
+            &config.provider,
+            receipts_tx,
+            stop.clone(),
+        ));
         let waiting = store.awaiting_receipts().await.map_err(|e| e.to_string())?;
         provider.resume(waiting);
-        let processor = Processor::new(store.clone(), provider, &config);
+        let processor = Processor::new(store.clone(), provider.clone(), &config);
         tasks.push(tokio::spawn(processor.clone().run_jobs(stop.clone())));
         tasks.push(tokio::spawn(processor::Processor::run_receipts(
             processor,
@@ -92,7 +95,7 @@ impl Daemon {
             store,
             config: config.clone(),
             clock,
-            provider_ready,
+            provider: provider.clone(),
         };
         let mut api_stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -110,6 +113,7 @@ impl Daemon {
             admin_socket,
             shutdown,
             tasks,
+            provider,
             writer,
         })
     }
@@ -131,6 +135,7 @@ impl Daemon {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.provider.stopped().await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("stopped");

@@ -250,31 +250,41 @@ impl Processor {
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn apply_receipt(&self, receipt: Receipt) {
+    async fn apply_receipt(&self, mut receipt: Receipt) {
         let provider = self.provider.name();
+        let id = receipt.provider_id.clone();
         for _ in 0..UNKNOWN_RECEIPT_TRIES {
-            let r = receipt.clone();
+            let (pid, state) = (receipt.provider_id.clone(), receipt.state.clone());
             let outcome = self
                 .store
-                .write(move |tx| tx.apply_receipt(provider, &r.provider_id, &r.state))
+                .write(move |tx| tx.apply_receipt(provider, &pid, &state))
                 .await;
             match outcome {
-                Ok(ReceiptOutcome::Unknown) => tokio::time::sleep(UNKNOWN_RECEIPT_RETRY).await,
+                Ok(ReceiptOutcome::Unknown) => {
+                    tokio::time::sleep(UNKNOWN_RECEIPT_RETRY).await;
+                    continue;
+                }
                 Ok(ReceiptOutcome::Duplicate) => {
-                    tracing::info!(provider_id = %receipt.provider_id, "duplicate or late receipt ignored");
-                    return;
+                    tracing::info!(provider_id = %id, "duplicate or late receipt ignored");
                 }
                 Ok(ReceiptOutcome::Changed(status)) => {
-                    tracing::debug!(provider_id = %receipt.provider_id, status = status.as_str(), "receipt applied");
-                    return;
+                    tracing::debug!(provider_id = %id, status = status.as_str(), "receipt applied");
                 }
-                Ok(ReceiptOutcome::Recorded) => return,
+                Ok(ReceiptOutcome::Recorded) => {}
                 Err(e) => {
-                    tracing::error!(provider_id = %receipt.provider_id, error = %e, "cannot apply receipt");
+                    tracing::error!(provider_id = %id, error = %e, "cannot apply receipt");
                     tokio::time::sleep(STORE_RETRY).await;
+                    continue;
                 }
             }
+            if let Some(committed) = receipt.committed.take() {
+                let _ = committed.send(());
+            }
+            return;
         }
-        tracing::warn!(provider_id = %receipt.provider_id, state = %receipt.state, "receipt for an unknown id dropped");
+        tracing::warn!(provider_id = %id, state = %receipt.state, "receipt for an unknown id acknowledged and dropped");
+        if let Some(committed) = receipt.committed.take() {
+            let _ = committed.send(());
+        }
     }
 }

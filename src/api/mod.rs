@@ -11,7 +11,6 @@ mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -25,6 +24,7 @@ pub use error::ApiError;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::provider::Provider;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -33,8 +33,8 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub clock: SharedClock,
-    /// Whether the provider can take submits, for `/readyz`.
-    pub provider_ready: Arc<AtomicBool>,
+    /// The provider, asked by `/readyz` whether it can take submits.
+    pub provider: Arc<Provider>,
 }
 
 /// The routes of the API.
@@ -89,7 +89,7 @@ async fn healthz() -> &'static str {
 /// `GET /readyz`: the store answers and the provider can take submits.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = state.store.read(|_| Ok(())).await.is_ok();
-    let provider_ok = state.provider_ready.load(Ordering::Relaxed);
+    let provider_ok = state.provider.is_ready();
     if store_ok && provider_ok {
         (StatusCode::OK, "ready\n").into_response()
     } else {

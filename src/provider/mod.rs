@@ -6,10 +6,11 @@
 //! what SMPP's `submit_sm_resp` says, a receipt is what its `deliver_sm` says.
 
 pub mod simulator;
+pub mod smpp;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::sms::segments::Coding;
@@ -42,26 +43,39 @@ pub enum SubmitOutcome {
 }
 
 /// A final receipt for one segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Receipt {
     /// The id the provider gave the segment when it accepted it.
     pub provider_id: String,
     /// `DELIVRD`, `EXPIRED`, `UNDELIV`, `REJECTD`, `DELETED` or `UNKNOWN`.
     pub state: String,
+    /// Told once the receipt is committed (or known to be unknown, duplicate or late), so
+    /// an SMSC is acknowledged only for what will not be lost.
+    pub committed: Option<oneshot::Sender<()>>,
 }
 
 /// The provider in use.
 pub enum Provider {
     /// The built-in simulator.
     Simulator(simulator::Simulator),
+    /// An SMSC over SMPP.
+    Smpp(smpp::Smpp),
 }
 
 impl Provider {
-    /// Builds the configured provider; its receipts go to `receipts`.
-    pub fn from_config(config: &ProviderConfig, receipts: mpsc::Sender<Receipt>) -> Provider {
+    /// Builds (and for SMPP starts connecting) the configured provider; its receipts go to
+    /// `receipts`, and it stops when `shutdown` turns true.
+    pub fn from_config(
+        config: &ProviderConfig,
+        receipts: mpsc::Sender<Receipt>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Provider {
         match config.kind {
             ProviderKind::Simulator => {
                 Provider::Simulator(simulator::Simulator::new(&config.simulator, receipts))
+            }
+            ProviderKind::Smpp => {
+                Provider::Smpp(smpp::Smpp::start(&config.smpp, receipts, shutdown))
             }
         }
     }
@@ -70,6 +84,7 @@ impl Provider {
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Simulator(_) => "simulator",
+            Provider::Smpp(_) => "smpp",
         }
     }
 
@@ -77,6 +92,14 @@ impl Provider {
     pub async fn submit(&self, submit: Submit) -> SubmitOutcome {
         match self {
             Provider::Simulator(s) => s.submit(submit).await,
+            Provider::Smpp(s) => s.submit(submit).await,
+        }
+    }
+
+    /// Waits until the provider has let go of its connections (after shutdown).
+    pub async fn stopped(&self) {
+        if let Provider::Smpp(s) = self {
+            s.stopped().await;
         }
     }
 
@@ -85,6 +108,7 @@ impl Provider {
     pub fn resume(&self, waiting: Vec<(String, String)>) {
         match self {
             Provider::Simulator(s) => s.resume(waiting),
+            Provider::Smpp(_) => {}
         }
     }
 
@@ -92,6 +116,7 @@ impl Provider {
     pub fn is_ready(&self) -> bool {
         match self {
             Provider::Simulator(_) => true,
+            Provider::Smpp(s) => s.is_bound(),
         }
     }
 }

@@ -72,6 +72,7 @@ impl Simulator {
         let receipt = Receipt {
             provider_id,
             state: state.to_string(),
+            committed: None,
         };
         let receipts = self.receipts.clone();
         let delay = self.receipt_delay;

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod receiver;
+pub mod smsc;
 pub mod verifier;
 
 use std::path::{Path, PathBuf};
