@@ -23,6 +23,46 @@ pub struct Config {
     pub sms: SmsConfig,
     pub provider: ProviderConfig,
     pub webhooks: WebhooksConfig,
+    pub metrics: MetricsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// The Prometheus listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether `GET /metrics` is served at all.
+    pub enabled: bool,
+    /// Address and port of the metrics listener (kept off the API port on purpose).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// How the daemon stops on SIGTERM / SIGINT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long requests, webhook calls and SMPP submits in flight may take to finish
+    /// before they are abandoned (an abandoned webhook call is sent again after the
+    /// restart, with the same id).
+    #[serde(with = "duration_text")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(20),
+        }
+    }
 }
 
 /// The HTTP API listener.
@@ -33,9 +73,18 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long a request may take, reading included, before it is answered `408`.
+    /// How long a request may take, reading included, before it is answered `503`.
     #[serde(with = "duration_text")]
     pub request_timeout: Duration,
+    /// Time a client has to send a request's headers (and finish a TLS handshake).
+    #[serde(with = "duration_text")]
+    pub header_timeout: Duration,
+    /// Connections served at once; more clients wait until one closes.
+    pub max_connections: usize,
+    /// PEM certificate chain for TLS on the API listener; empty for plain HTTP.
+    pub tls_cert: PathBuf,
+    /// PEM private key of that certificate.
+    pub tls_key: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +93,10 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -148,6 +201,12 @@ impl Config {
                  like \"0600\" or \"0660\"",
                 self.admin.socket_mode
             ));
+        }
+        if self.api.tls_cert.as_os_str().is_empty() != self.api.tls_key.as_os_str().is_empty() {
+            return Err("api.tls_cert and api.tls_key go together: set both or neither".into());
+        }
+        if self.api.max_connections == 0 {
+            return Err("api.max_connections must be at least 1".into());
         }
         if self.store.max_batch == 0 {
             return Err("store.max_batch must be at least 1".into());

@@ -1,25 +1,28 @@
-//! The daemon: opens the store, starts the provider, the processor, the admin socket and the
-//! API, and stops them in the right order.
+//! The daemon: opens the store, starts the provider, the processor, the webhook engine, the
+//! admin socket, the metrics listener and the API, and stops them in the right order.
 //!
 //! [`Daemon::start`] is what `smswire serve` and the tests call; it returns once every
-//! listener is bound, with their real addresses, so tests can bind to port 0.
+//! listener is bound, with their real addresses, so tests can bind to port 0. Under systemd
+//! (`Type=notify`) it reports `READY=1` then, and `STOPPING=1` when a stop begins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use crate::api::{self, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::metrics::{self, Metrics};
 use crate::processor::Processor;
 use crate::provider::Provider;
 use crate::store::{Store, WriterThread};
 use crate::webhook::Engine;
-use crate::{admin, processor};
 
 /// Receipts waiting to be applied before providers wait to hand more over.
 const RECEIPT_QUEUE: usize = 8192;
@@ -27,10 +30,12 @@ const RECEIPT_QUEUE: usize = 8192;
 /// A running daemon.
 pub struct Daemon {
     api_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     admin_socket: PathBuf,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     provider: Arc<Provider>,
+    grace: Duration,
     writer: WriterThread,
 }
 
@@ -43,8 +48,10 @@ impl Daemon {
     /// Starts a daemon whose schedules follow `clock`.
     pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Daemon, String> {
         let config = Arc::new(config);
+        let tls = tls(&config)?;
         let (store, writer) = open_store(&config, clock.clone()).await?;
         let (shutdown, stop) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
         let mut tasks = Vec::new();
 
         // Provider and processor.
@@ -56,16 +63,14 @@ impl Daemon {
         ));
         let waiting = store.awaiting_receipts().await.map_err(|e| e.to_string())?;
         provider.resume(waiting);
-        let processor = Processor::new(store.clone(), provider.clone(), &config);
+        let processor = Processor::new(store.clone(), provider.clone(), &config, metrics.clone());
         tasks.push(tokio::spawn(processor.clone().run_jobs(stop.clone())));
-        tasks.push(tokio::spawn(processor::Processor::run_receipts(
-            processor,
-            receipts_rx,
-            stop.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            processor.run_receipts(receipts_rx, stop.clone()),
+        ));
 
         // Webhook engine.
-        let engine = Engine::new(store.clone(), &config.webhooks);
+        let engine = Engine::new(store.clone(), &config.webhooks, metrics.clone());
         tasks.push(tokio::spawn(engine.run(stop.clone())));
 
         // Admin socket.
@@ -84,10 +89,22 @@ impl Daemon {
             stop.clone(),
         )));
 
+        // Metrics.
+        let mut metrics_addr = None;
+        if config.metrics.enabled {
+            let listener = bind(config.metrics.listen, "metrics").await?;
+            metrics_addr = listener.local_addr().ok();
+            tasks.push(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                provider.clone(),
+                stopped(stop.clone()),
+            )));
+        }
+
         // API.
-        let listener = TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.api.listen))?;
+        let listener = bind(config.api.listen, "API").await?;
         let api_addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the API address: {e}"))?;
@@ -96,24 +113,34 @@ impl Daemon {
             config: config.clone(),
             clock,
             provider: provider.clone(),
+            metrics,
         };
-        let mut api_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = api::serve(listener, state, stopped).await {
-                tracing::error!(error = %e, "API server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(api::serve(
+            listener,
+            tls.clone(),
+            state,
+            stopped(stop.clone()),
+        )));
 
-        tracing::info!(api = %api_addr, admin = %admin_socket.display(), store = %config.store.path.display(), "smswire started");
+        tracing::info!(
+            api = %api_addr,
+            tls = tls.is_some(),
+            metrics = ?metrics_addr,
+            admin = %admin_socket.display(),
+            store = %config.store.path.display(),
+            provider = provider.name(),
+            version = env!("CARGO_PKG_VERSION"),
+            "smswire started"
+        );
+        notify(sd_notify::NotifyState::Ready);
         Ok(Daemon {
             api_addr,
+            metrics_addr,
             admin_socket,
             shutdown,
             tasks,
             provider,
+            grace: config.shutdown.grace,
             writer,
         })
     }
@@ -123,22 +150,68 @@ impl Daemon {
         self.api_addr
     }
 
+    /// The address of the metrics listener, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The path of the admin socket.
     pub fn admin_socket(&self) -> &std::path::Path {
         &self.admin_socket
     }
 
-    /// Stops accepting, lets work in flight finish, commits, and closes the store.
+    /// Stops accepting, lets work in flight finish for up to the grace time, commits, and
+    /// closes the store. Work still running after the grace time is abandoned: it was not
+    /// committed, so it is done again after the next start.
     pub async fn shutdown(self) {
-        tracing::info!("shutting down");
+        tracing::info!(grace = ?self.grace, "shutting down");
+        notify(sd_notify::NotifyState::Stopping);
         let _ = self.shutdown.send(true);
+
+        let deadline = tokio::time::Instant::now() + self.grace;
         for task in self.tasks {
-            let _ = task.await;
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("work still in flight after the grace time; abandoned");
+                abort.abort();
+            }
         }
-        self.provider.stopped().await;
+        let provider = self.provider.clone();
+        let unbound =
+            tokio::time::timeout_at(deadline + Duration::from_secs(2), provider.stopped());
+        if unbound.await.is_err() {
+            tracing::warn!("provider did not unbind in time");
+        }
+        drop(self.provider);
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// Resolves when the shutdown flag turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for the {what}: {e}"))
+}
+
+fn tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    let api = &config.api;
+    if api.tls_cert.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    api::server::tls_acceptor(&api.tls_cert, &api.tls_key).map(Some)
+}
+
+/// Tells systemd about a state change; does nothing when not run by systemd.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::debug!(error = %e, "sd_notify failed");
     }
 }
 

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod processor;
 pub mod provider;

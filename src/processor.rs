@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::model::{Job, Message};
 use crate::provider::{Provider, Receipt, Submit, SubmitOutcome};
 use crate::sms::price::PriceTable;
@@ -44,11 +45,17 @@ pub struct Processor {
     in_flight: Mutex<HashSet<String>>,
     /// Signalled when a job finishes, so the loop can take more.
     done: Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl Processor {
     /// Builds the processor for `provider`.
-    pub fn new(store: Store, provider: Arc<Provider>, config: &Config) -> Arc<Processor> {
+    pub fn new(
+        store: Store,
+        provider: Arc<Provider>,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Processor> {
         Arc::new(Processor {
             clock: store.clock().clone(),
             store,
@@ -58,6 +65,7 @@ impl Processor {
             receipt_timeout_ms: config.sms.receipt_timeout.as_millis() as u64,
             in_flight: Mutex::new(HashSet::new()),
             done: Notify::new(),
+            metrics,
         })
     }
 
@@ -165,9 +173,13 @@ impl Processor {
         let id = m.id.clone();
         if !number::is_valid_recipient(&m.to) {
             tracing::debug!(sms_id = %id, "invalid recipient");
-            self.store
+            if self
+                .store
                 .write(move |tx| tx.fail(&id, "invalid_phone_number"))
-                .await?;
+                .await?
+            {
+                self.metrics.message_final("errored");
+            }
             return Ok(false);
         }
         let price = self.prices.price(&m.to, m.segments.len());
@@ -176,6 +188,9 @@ impl Processor {
             .store
             .write(move |tx| tx.charge(&id, price, billing))
             .await?;
+        if outcome == ChargeOutcome::Insufficient {
+            self.metrics.message_final("errored");
+        }
         Ok(matches!(
             outcome,
             ChargeOutcome::Charged | ChargeOutcome::AlreadyDone { charged: true }
@@ -208,7 +223,9 @@ impl Processor {
             }
             SubmitOutcome::Rejected { reason } => {
                 tracing::info!(sms_id = %id, segment = index, %reason, "submit refused");
-                self.store.write(move |tx| tx.fail(&id, &reason)).await?;
+                if self.store.write(move |tx| tx.fail(&id, &reason)).await? {
+                    self.metrics.message_final("errored");
+                }
                 Ok(false)
             }
         }
@@ -218,6 +235,7 @@ impl Processor {
         let id = id.to_string();
         let log_id = id.clone();
         if self.store.write(move |tx| tx.expire(&id)).await? {
+            self.metrics.message_final("errored");
             tracing::info!(sms_id = %log_id, "no final receipt in time: errored / UNKNOWN");
         }
         Ok(())
@@ -269,6 +287,7 @@ impl Processor {
                 }
                 Ok(ReceiptOutcome::Changed(status)) => {
                     tracing::debug!(provider_id = %id, status = status.as_str(), "receipt applied");
+                    self.metrics.message_final(status.as_str());
                 }
                 Ok(ReceiptOutcome::Recorded) => {}
                 Err(e) => {

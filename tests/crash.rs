@@ -59,6 +59,8 @@ listen = "127.0.0.1:{port}"
 path = "{dir}/smswire.redb"
 [admin]
 socket = "{dir}/admin.sock"
+[metrics]
+listen = "127.0.0.1:0"
 [webhooks]
 allowed_networks = ["127.0.0.0/8"]
 timeout = "60s"

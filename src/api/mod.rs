@@ -6,6 +6,7 @@
 
 mod error;
 mod extract;
+pub mod server;
 mod sms;
 mod webhooks;
 
@@ -24,6 +25,7 @@ pub use error::ApiError;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::provider::Provider;
 use crate::store::Store;
 
@@ -35,6 +37,7 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The provider, asked by `/readyz` whether it can take submits.
     pub provider: Arc<Provider>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The routes of the API.
@@ -66,7 +69,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Counts every answer by route (the matched pattern, not the raw path, so ids do not
+/// explode the label set) and status class.
+async fn count_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    metrics.http_request(&route, response.status().as_u16());
+    response
 }
 
 /// Answers `503 unavailable` for a request that takes longer than `api.request_timeout`.
@@ -97,14 +120,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish.
+/// Serves the API on `listener` (over TLS when `tls` is set) until `shutdown` resolves,
+/// then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+) {
+    let limits = server::Limits {
+        header_timeout: state.config.api.header_timeout,
+        max_connections: state.config.api.max_connections,
+    };
+    server::serve(listener, tls, router(state), limits, shutdown).await;
 }

@@ -69,7 +69,16 @@ pub async fn create_sms(
         .await?;
 
     match created {
-        Created::New(body) | Created::Replay(body) => Ok((
+        Created::New(body) => {
+            state.metrics.message_accepted();
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response())
+        }
+        Created::Replay(body) => Ok((
             StatusCode::CREATED,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,

@@ -112,6 +112,14 @@ impl Provider {
         }
     }
 
+    /// SMPP connections bound and `submit_sm` waiting for a response, for the metrics.
+    pub fn link_state(&self) -> (usize, usize) {
+        match self {
+            Provider::Simulator(_) => (0, 0),
+            Provider::Smpp(s) => s.link_state(),
+        }
+    }
+
     /// Whether the provider can take submits now (for `/readyz`).
     pub fn is_ready(&self) -> bool {
         match self {

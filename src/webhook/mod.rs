@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::SharedClock;
 use crate::config::WebhooksConfig;
+use crate::metrics::Metrics;
 use crate::model::{Attempt, DeliveryState};
 use crate::store::{AttemptOutcome, DueDelivery, Store};
 use client::{Signed, WebhookClient};
@@ -48,6 +49,7 @@ pub struct Engine {
     state: Mutex<InFlight>,
     /// Signalled when an attempt finishes, so the scheduler can fill its slot.
     done: Notify,
+    metrics: Arc<Metrics>,
 }
 
 /// The deliveries being attempted now, and how many per webhook.
@@ -59,7 +61,7 @@ struct InFlight {
 
 impl Engine {
     /// Builds the engine from its configuration.
-    pub fn new(store: Store, config: &WebhooksConfig) -> Arc<Engine> {
+    pub fn new(store: Store, config: &WebhooksConfig, metrics: Arc<Metrics>) -> Arc<Engine> {
         let client = WebhookClient::new(
             ssrf::Policy::new(config.allowed_networks.clone()),
             config.connect_timeout,
@@ -76,6 +78,7 @@ impl Engine {
             per_webhook: config.per_webhook_concurrency,
             state: Mutex::new(InFlight::default()),
             done: Notify::new(),
+            metrics,
         })
     }
 
@@ -227,6 +230,11 @@ impl Engine {
             }
         };
         log_attempt(&hook.id, &delivery.id, number, &result, outcome);
+        self.metrics.webhook_attempt(match outcome {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::RetryAt(_) => "failed",
+            AttemptOutcome::Discarded => "discarded",
+        });
         let attempt = attempt_record(
             started_ms,
             result.status,

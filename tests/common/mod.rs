@@ -33,6 +33,7 @@ pub fn config(dir: &Path) -> Config {
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.store.path = dir.join("smswire.redb");
     c.admin.socket = dir.join("admin.sock");
+    c.metrics.listen = "127.0.0.1:0".parse().unwrap();
     c.provider.simulator.submit_delay = Duration::from_millis(5);
     c.provider.simulator.receipt_delay = Duration::from_millis(30);
     c
@@ -190,6 +191,34 @@ impl Api {
             Ok(Ok(r)) => Some(r.status().as_u16()),
             _ => None,
         }
+    }
+
+    /// A POST with `key` that returns `None` when the connection fails instead of panicking
+    /// (for clients racing a daemon that stops).
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: &Key,
+        body: Vec<u8>,
+    ) -> Option<(u16, Value)> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("X-API-KEY-ID", &key.id)
+            .header("X-API-KEY-SECRET", &key.secret)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .ok()?
+            .ok()?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// Sends a JSON request.

@@ -15,7 +15,7 @@ mod receipt;
 mod session;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -50,6 +50,8 @@ impl Smpp {
             config: config.clone(),
             receipts,
             sending_bound: AtomicBool::new(false),
+            bound_sessions: AtomicUsize::new(0),
+            window_in_use: AtomicUsize::new(0),
         });
         let (requests, queue) = mpsc::channel(QUEUE);
         let mut tasks = Vec::new();
@@ -103,6 +105,14 @@ impl Smpp {
     /// Whether the connection that sends is bound.
     pub fn is_bound(&self) -> bool {
         self.shared.sending_bound.load(Ordering::Relaxed)
+    }
+
+    /// Connections bound, and submits waiting for their response.
+    pub fn link_state(&self) -> (usize, usize) {
+        (
+            self.shared.bound_sessions.load(Ordering::Relaxed),
+            self.shared.window_in_use.load(Ordering::Relaxed),
+        )
     }
 
     /// Waits until every connection has unbound (after shutdown was signalled).

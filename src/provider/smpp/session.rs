@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -43,6 +43,10 @@ pub struct Shared {
     pub receipts: mpsc::Sender<Receipt>,
     /// Whether a connection that sends submits is bound.
     pub sending_bound: AtomicBool,
+    /// Connections bound now, both kinds.
+    pub bound_sessions: AtomicUsize,
+    /// `submit_sm` sent and not yet answered.
+    pub window_in_use: AtomicUsize,
 }
 
 /// Why a connection ended.
@@ -71,10 +75,15 @@ pub async fn run(
                 if role.sends() {
                     shared.sending_bound.store(true, Ordering::Relaxed);
                 }
+                shared.bound_sessions.fetch_add(1, Ordering::Relaxed);
                 let mut session = Session::new(shared.clone());
                 let end = session.run(link, requests.as_mut(), &mut shutdown).await;
-                shared.sending_bound.store(false, Ordering::Relaxed);
+                shared.bound_sessions.fetch_sub(1, Ordering::Relaxed);
+                if role.sends() {
+                    shared.sending_bound.store(false, Ordering::Relaxed);
+                }
                 session.fail_pending("connection lost before the response");
+                shared.window_in_use.store(0, Ordering::Relaxed);
                 match end {
                     End::Shutdown => {
                         tracing::info!(?role, "unbound from the SMSC");
@@ -185,6 +194,10 @@ impl Session {
             (config.throughput > 0).then(|| Duration::from_secs(1) / config.throughput);
 
         loop {
+            if requests.is_some() {
+                let in_use = self.pending.len();
+                self.shared.window_in_use.store(in_use, Ordering::Relaxed);
+            }
             // A stop waits for the answers of submits in flight, then unbinds.
             if let Some(deadline) = stopping {
                 if !unbind_sent && (self.pending.is_empty() || Instant::now() >= deadline) {
