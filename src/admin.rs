@@ -41,6 +41,8 @@ pub enum AdminRequest {
     KeyCreate { account: String },
     /// Revokes a key at once.
     KeyRevoke { key_id: String },
+    /// Writes a consistent copy of the store to `path` (absolute; must not exist).
+    Backup { path: PathBuf },
 }
 
 /// Binds the admin socket, replacing a stale one, with permissions `mode`.
@@ -158,6 +160,14 @@ async fn handle(request: AdminRequest, store: &Store, currency: &str) -> Result<
             } else {
                 Err("no such account".into())
             }
+        }
+        AdminRequest::Backup { path } => {
+            if !path.is_absolute() {
+                return Err("the backup path must be absolute".into());
+            }
+            let records = store.backup(path.clone()).await.map_err(fail)?;
+            tracing::info!(path = %path.display(), records, "backup written");
+            Ok(json!({"path": path, "records": records}))
         }
         AdminRequest::KeyRevoke { key_id } => {
             let revoked = store

@@ -48,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Writes a consistent copy of the running daemon's store to FILE (which must not exist
+    /// and which the daemon's user must be able to write).
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        file: PathBuf,
+    },
 }
 
 /// How an admin command finds the daemon.
@@ -111,6 +118,16 @@ pub async fn run(cli: Cli) -> i32 {
                 AccountCommand::Credit { id, amount } => AdminRequest::AccountCredit { id, amount },
             };
             admin_command(&target, &request).await
+        }
+        Command::Backup { target, file } => {
+            let path = match std::path::absolute(&file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return 2;
+                }
+            };
+            admin_command(&target, &AdminRequest::Backup { path }).await
         }
         Command::Key { target, command } => {
             let request = match command {
@@ -237,5 +254,12 @@ fn print_answer(request: &AdminRequest, data: &Value) {
             );
         }
         AdminRequest::KeyRevoke { key_id } => println!("revoked {key_id}"),
+        AdminRequest::Backup { .. } => {
+            println!(
+                "backup written to {} ({} records)",
+                s(&data["path"]),
+                data["records"]
+            );
+        }
     }
 }

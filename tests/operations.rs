@@ -245,3 +245,76 @@ async fn graceful_stop_under_load_loses_nothing() {
     daemon.kill().unwrap();
     let _ = daemon.wait();
 }
+
+/// `smswire backup FILE` while messages are being sent writes a consistent copy that a
+/// daemon can run on: everything committed before the backup is in it.
+#[tokio::test]
+async fn backup_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(common::config(dir.path()), dir.path()).await;
+    let key = d.account("100").await;
+    let hook = d.webhook(&key, "https://receiver.example/hook").await;
+    let mut before = Vec::new();
+    for _ in 0..20 {
+        before.push(
+            d.send_sms(&key, "590690112233", "before").await.json["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    // Writes keep coming while the copy is made.
+    let d = Arc::new(d);
+    let writer = {
+        let (d, key) = (d.clone(), key.clone());
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                d.send_sms(&key, "590690112233", "during").await;
+            }
+        })
+    };
+    let file = dir.path().join("copy.redb");
+    // tokio's Command: a blocking wait would stall the daemon on this test's runtime.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
+        .arg("backup")
+        .arg("--socket")
+        .arg(dir.path().join("admin.sock"))
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backup written"));
+    writer.await.unwrap();
+
+    // A second backup to the same file is refused rather than overwriting it.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
+        .arg("backup")
+        .arg("--socket")
+        .arg(dir.path().join("admin.sock"))
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, restored.path().join("smswire.redb")).unwrap();
+    let r = TestDaemon::start(common::config(restored.path()), restored.path()).await;
+    for id in &before {
+        let m = r
+            .call(Method::GET, &format!("/v1/sms/{id}"), Some(&key), None)
+            .await;
+        assert_eq!(m.status, StatusCode::OK, "{id} missing from the backup");
+    }
+    let path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    assert_eq!(
+        r.call(Method::GET, &path, Some(&key), None).await.json,
+        hook
+    );
+}

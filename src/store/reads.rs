@@ -266,3 +266,64 @@ fn list_messages(
     }
     Ok(Page { items, next: None })
 }
+
+impl Store {
+    /// Writes a consistent copy of the whole store to `dest` (which must not exist) while
+    /// the daemon keeps running: one read transaction is a snapshot, copied table by table
+    /// into a new redb file, written beside `dest` and renamed into place once durable.
+    /// Returns the number of records copied.
+    pub async fn backup(&self, dest: std::path::PathBuf) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            if dest.exists() {
+                return Err(StoreError::Storage(format!(
+                    "{} already exists",
+                    dest.display()
+                )));
+            }
+            let partial = dest.with_extension("partial");
+            let _ = std::fs::remove_file(&partial);
+            let snapshot = redb::ReadableDatabase::begin_read(db.as_ref())?;
+            let copy = redb::Database::create(&partial)?;
+            let txn = copy.begin_write()?;
+            let mut n = 0;
+            n += copy_table(&snapshot, &txn, ACCOUNTS)?;
+            n += copy_table(&snapshot, &txn, API_KEYS)?;
+            n += copy_table(&snapshot, &txn, MESSAGES)?;
+            n += copy_table(&snapshot, &txn, ACCOUNT_MESSAGES)?;
+            n += copy_table(&snapshot, &txn, PROVIDER_IDS)?;
+            n += copy_table(&snapshot, &txn, JOBS)?;
+            n += copy_table(&snapshot, &txn, WEBHOOKS)?;
+            n += copy_table(&snapshot, &txn, ACCOUNT_WEBHOOKS)?;
+            n += copy_table(&snapshot, &txn, DELIVERIES)?;
+            n += copy_table(&snapshot, &txn, WEBHOOK_DELIVERIES)?;
+            n += copy_table(&snapshot, &txn, ATTEMPTS)?;
+            n += copy_table(&snapshot, &txn, DUE)?;
+            n += copy_table(&snapshot, &txn, IDEMPOTENCY)?;
+            n += copy_table(&snapshot, &txn, META)?;
+            txn.commit()?;
+            drop(copy);
+            std::fs::rename(&partial, &dest)
+                .map_err(|e| StoreError::Storage(format!("rename to {}: {e}", dest.display())))?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("backup task failed: {e}")))?
+    }
+}
+
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &ReadTransaction,
+    to: &redb::WriteTransaction,
+    table: redb::TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    let source = from.open_table(table)?;
+    let mut target = to.open_table(table)?;
+    let mut n = 0;
+    for entry in source.iter()? {
+        let (k, v) = entry?;
+        target.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    Ok(n)
+}
