@@ -246,6 +246,19 @@ async fn graceful_stop_under_load_loses_nothing() {
     let _ = daemon.wait();
 }
 
+/// Runs `smswire backup` against the daemon whose files are in `dir`. tokio's Command,
+/// because a blocking wait would stall the in-process daemon on this test's runtime.
+async fn backup(dir: &std::path::Path, file: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
+        .arg("backup")
+        .arg("--socket")
+        .arg(dir.join("admin.sock"))
+        .arg(file)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// `smswire backup FILE` while messages are being sent writes a consistent copy that a
 /// daemon can run on: everything committed before the backup is in it.
 #[tokio::test]
@@ -275,15 +288,7 @@ async fn backup_while_running() {
         })
     };
     let file = dir.path().join("copy.redb");
-    // tokio's Command: a blocking wait would stall the daemon on this test's runtime.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
-        .arg("backup")
-        .arg("--socket")
-        .arg(dir.path().join("admin.sock"))
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    let out = backup(dir.path(), &file).await;
     assert!(
         out.status.success(),
         "{}",
@@ -293,14 +298,7 @@ async fn backup_while_running() {
     writer.await.unwrap();
 
     // A second backup to the same file is refused rather than overwriting it.
-    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
-        .arg("backup")
-        .arg("--socket")
-        .arg(dir.path().join("admin.sock"))
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    let again = backup(dir.path(), &file).await;
     assert!(!again.status.success());
 
     let restored = tempfile::tempdir().unwrap();
