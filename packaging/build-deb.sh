@@ -20,12 +20,20 @@ if [ "$(cargo deb --version 2>/dev/null || true)" != "cargo-deb $CARGO_DEB_VERSI
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked >&2
 fi
 
-# cargo-deb prints the path of the package it wrote as the last line of its output.
+# Splitting the debug info off the binary takes GNU objcopy (binutils).
+if ! command -v objcopy >/dev/null 2>&1; then
+    echo "build-deb: objcopy is missing: apt-get install binutils" >&2
+    exit 1
+fi
+
+# cargo-deb prints the paths of what it wrote: the .deb, and the smswire-dbgsym .ddeb
+# holding the debug line tables (dbgsym = true in Cargo.toml).
 echo "== cargo deb (release build)" >&2
 out="$(cargo deb --locked --output target/debian/)"
-deb="$(printf '%s\n' "$out" | tail -n 1)"
-if [ ! -f "$deb" ]; then
-    echo "build-deb: cargo deb did not report a package file (got: $out)" >&2
+printf '%s\n' "$out" | grep '\.ddeb$' >&2 || true
+deb="$(printf '%s\n' "$out" | grep '\.deb$' | tail -n 1)"
+if [ -z "$deb" ] || [ ! -f "$deb" ]; then
+    echo "build-deb: cargo deb did not report a .deb (its output: $out)" >&2
     exit 1
 fi
 echo "$deb"
