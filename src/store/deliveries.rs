@@ -20,12 +20,26 @@ pub enum AttemptOutcome {
     Discarded,
 }
 
-/// A delivery whose attempt is due.
+/// A delivery whose attempt is due, with what the attempt needs.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
+    /// The due-table key's time: the attempt's result applies only while it is still this.
     pub due_ms: u64,
-    pub delivery_id: String,
-    pub webhook_id: String,
+    pub delivery: Delivery,
+    /// `None` when the webhook was deleted meanwhile.
+    pub webhook: Option<Webhook>,
+}
+
+/// A position in the due table: (due ms, delivery id).
+pub type DueKey = (u64, String);
+
+/// One scan of the due table.
+#[derive(Debug, Default)]
+pub struct DueScan {
+    pub due: Vec<DueDelivery>,
+    /// The key of the first entry not returned, when there is one: not due yet, or past
+    /// the limit.
+    pub next: Option<DueKey>,
 }
 
 impl Tx<'_> {
@@ -55,16 +69,22 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Logs an attempt and applies its outcome; `false` if the delivery is gone.
+    /// Logs an attempt made for the due entry at `due_ms` and applies its outcome; `false`
+    /// if the delivery is gone, or was moved meanwhile (a replay, a pause), in which case
+    /// the entry that moved it decides what happens next.
     pub fn record_attempt(
         &mut self,
         delivery_id: &str,
+        due_ms: u64,
         mut attempt: Attempt,
         outcome: AttemptOutcome,
     ) -> Result<bool, StoreError> {
         let Some(mut d) = self.get_delivery(delivery_id)? else {
             return Ok(false);
         };
+        if d.next_ms != Some(due_ms) {
+            return Ok(false);
+        }
         d.attempts += 1;
         attempt.number = d.attempts;
         self.attempts
@@ -100,8 +120,10 @@ impl Tx<'_> {
 
     /// Takes a delivery of a disabled webhook out of the due table; re-enabling the
     /// webhook puts it back.
-    pub fn pause_delivery(&mut self, delivery_id: &str) -> Result<(), StoreError> {
-        if let Some(mut d) = self.get_delivery(delivery_id)? {
+    pub fn pause_delivery(&mut self, delivery_id: &str, due_ms: u64) -> Result<(), StoreError> {
+        if let Some(mut d) = self.get_delivery(delivery_id)?
+            && d.next_ms == Some(due_ms)
+        {
             self.set_due(&mut d, None)?;
             self.put_delivery(&d)?;
         }
@@ -151,54 +173,51 @@ impl Tx<'_> {
 }
 
 impl Store {
-    /// Up to `limit` deliveries due at `now_ms`, earliest first, and the due time of the
-    /// first one after them.
+    /// Up to `limit` deliveries due at `now_ms`, in due order, starting after `after`
+    /// (from the start when `None`), each with its record and webhook.
     pub async fn due_deliveries(
         &self,
+        after: Option<DueKey>,
         now_ms: u64,
         limit: usize,
-    ) -> Result<(Vec<DueDelivery>, Option<u64>), StoreError> {
+    ) -> Result<DueScan, StoreError> {
         self.read(move |r| {
             let due = r.open_table(DUE)?;
             let deliveries = r.open_table(DELIVERIES)?;
-            let mut out = Vec::new();
-            for entry in due.iter()? {
+            let hooks = r.open_table(WEBHOOKS)?;
+            let mut webhooks: std::collections::HashMap<String, Option<Webhook>> =
+                std::collections::HashMap::new();
+            let lower = match &after {
+                Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
+                None => std::ops::Bound::Unbounded,
+            };
+            let mut scan = DueScan::default();
+            for entry in due.range((lower, std::ops::Bound::Unbounded))? {
                 let (key, _) = entry?;
                 let (due_ms, id) = key.value();
-                if due_ms > now_ms || out.len() == limit {
-                    return Ok((out, Some(due_ms)));
+                if due_ms > now_ms || scan.due.len() == limit {
+                    scan.next = Some((due_ms, id.to_string()));
+                    break;
                 }
-                if let Some(v) = deliveries.get(id)? {
-                    let d: Delivery = decode(v.value())?;
-                    out.push(DueDelivery {
-                        due_ms,
-                        delivery_id: d.id,
-                        webhook_id: d.webhook_id,
-                    });
+                let Some(v) = deliveries.get(id)? else {
+                    continue;
+                };
+                let delivery: Delivery = decode(v.value())?;
+                if !webhooks.contains_key(&delivery.webhook_id) {
+                    let hook = hooks
+                        .get(delivery.webhook_id.as_str())?
+                        .map(|v| decode(v.value()))
+                        .transpose()?;
+                    webhooks.insert(delivery.webhook_id.clone(), hook);
                 }
+                let webhook = webhooks.get(&delivery.webhook_id).cloned().flatten();
+                scan.due.push(DueDelivery {
+                    due_ms,
+                    delivery,
+                    webhook,
+                });
             }
-            Ok((out, None))
-        })
-        .await
-    }
-
-    /// A delivery and its webhook (`None` when the webhook was deleted).
-    pub async fn delivery_with_webhook(
-        &self,
-        id: String,
-    ) -> Result<Option<(Delivery, Option<Webhook>)>, StoreError> {
-        self.read(move |r| {
-            let deliveries = r.open_table(DELIVERIES)?;
-            let Some(v) = deliveries.get(id.as_str())? else {
-                return Ok(None);
-            };
-            let d: Delivery = decode(v.value())?;
-            let hooks = r.open_table(WEBHOOKS)?;
-            let hook = hooks
-                .get(d.webhook_id.as_str())?
-                .map(|v| decode(v.value()))
-                .transpose()?;
-            Ok(Some((d, hook)))
+            Ok(scan)
         })
         .await
     }

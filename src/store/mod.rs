@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 
-pub use deliveries::{AttemptOutcome, DueDelivery};
+pub use deliveries::{AttemptOutcome, DueDelivery, DueKey, DueScan};
 pub use ops::{
     ChargeOutcome, CreateSms, Created, IdempotencyKey, ReceiptOutcome, SegmentOutcome,
     WebhookChange,

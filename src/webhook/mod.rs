@@ -1,25 +1,28 @@
 //! The webhook engine: a timer on the due queue, signed calls, the replay schedule.
 //!
 //! Deliveries are written by the store in the same transaction as the status change that
-//! causes them (the outbox); this module only sends them. The scheduler reads the earliest
-//! entries of the due table, sleeps until the first is due or until the writer reports a new
-//! entry, and hands due deliveries to workers bounded twice: a global limit, and a limit per
-//! webhook so that one slow or dead receiver holds only its own slots. A delivery whose
-//! webhook has every slot busy is moved a little later in the due table rather than held in
-//! memory, so waiting deliveries cost disk, not RAM.
+//! causes them (the outbox); this module only sends them. The scheduler reads due entries
+//! of the due table in order, from a cursor so that each is read once, and claims them
+//! into a short in-memory queue per webhook; it sleeps until the next entry is due, the
+//! writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
+//! per webhook, so that one slow or dead receiver holds only its own slots. A webhook's
+//! queue is capped; when a slow webhook's queue is full its further due entries are moved
+//! later in the table (by about the time the queue needs to drain), so waiting deliveries
+//! cost disk, not memory, and do not hold up the entries of other webhooks behind them.
 //!
-//! The result of every attempt is committed before the delivery leaves the in-flight set; a
-//! crash before that commit leaves the due entry where it was, and the delivery is sent
-//! again after the restart with the same `id` (at least once, invariant 4).
+//! A call's slot is freed as soon as the receiver has answered; the result is then
+//! committed. Until that commit the delivery stays claimed, and a crash before it leaves
+//! the due entry where it was: the delivery is sent again after the restart with the same
+//! `id` (at least once, invariant 4).
 
 pub mod client;
 pub mod schedule;
 pub mod sign;
 pub mod ssrf;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use tokio::sync::{Notify, watch};
@@ -28,13 +31,25 @@ use tokio::task::JoinSet;
 use crate::clock::SharedClock;
 use crate::config::WebhooksConfig;
 use crate::metrics::Metrics;
-use crate::model::{Attempt, DeliveryState};
-use crate::store::{AttemptOutcome, DueDelivery, Store};
+use crate::model::Attempt;
+use crate::store::{AttemptOutcome, DueDelivery, DueKey, Store};
 use client::{Signed, WebhookClient};
 use schedule::{AfterFailure, Schedule};
 
-/// How much later a delivery is moved when its webhook has no free slot.
-const BUSY_DEFER: Duration = Duration::from_millis(500);
+/// Deliveries claimed in memory at most (queued, being called, being committed).
+const MAX_CLAIMED: usize = 8192;
+/// Rows read by one scan of the due table.
+const SCAN_BATCH: usize = 1024;
+/// A webhook's queue of claimed deliveries waiting for a call slot, at most.
+const QUEUE_CAP: usize = 512;
+/// A webhook whose full queue drains within this long is waited for instead of having its
+/// further entries moved: moving them costs writes, waiting costs others little.
+const FAST_DRAIN: Duration = Duration::from_millis(200);
+/// How far a slow webhook's overflow can be moved at most.
+const MAX_DEFER: Duration = Duration::from_secs(60);
+/// How often the scan starts again from the head of the due table, to pick up entries
+/// written behind the cursor (a clock step back, two entries in one millisecond).
+const RESCAN: Duration = Duration::from_secs(1);
 /// How long the scheduler waits after failing to read the due table.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -46,17 +61,34 @@ pub struct Engine {
     clock: SharedClock,
     concurrency: usize,
     per_webhook: usize,
-    state: Mutex<InFlight>,
-    /// Signalled when an attempt finishes, so the scheduler can fill its slot.
+    state: Mutex<Queues>,
+    /// Signalled when a call or a commit finishes, so the scheduler can go on.
     done: Notify,
     metrics: Arc<Metrics>,
 }
 
-/// The deliveries being attempted now, and how many per webhook.
+/// What the scheduler holds in memory: bounded by [`MAX_CLAIMED`].
 #[derive(Default)]
-struct InFlight {
-    deliveries: HashSet<String>,
-    by_webhook: HashMap<String, usize>,
+struct Queues {
+    /// Every delivery taken from the due table and not yet committed.
+    claimed: HashSet<String>,
+    /// Claimed deliveries waiting for a call slot, by webhook.
+    waiting: HashMap<String, VecDeque<DueDelivery>>,
+    /// Calls in progress, by webhook.
+    calling: HashMap<String, usize>,
+    /// Calls in progress, all webhooks.
+    calls: usize,
+    /// Recent average call time by webhook, to judge how fast its queue drains.
+    call_ms: HashMap<String, f64>,
+}
+
+impl Queues {
+    /// How long `webhook`'s waiting queue needs to drain at its recent pace.
+    fn drain_time(&self, webhook: &str, per_webhook: usize) -> Duration {
+        let queued = self.waiting.get(webhook).map_or(0, VecDeque::len) as f64;
+        let call_ms = self.call_ms.get(webhook).copied().unwrap_or(10.0);
+        Duration::from_secs_f64(queued * call_ms / per_webhook as f64 / 1000.0)
+    }
 }
 
 impl Engine {
@@ -76,25 +108,51 @@ impl Engine {
             schedule: Schedule::new(config.schedule.clone(), config.jitter),
             concurrency: config.concurrency,
             per_webhook: config.per_webhook_concurrency,
-            state: Mutex::new(InFlight::default()),
+            state: Mutex::new(Queues::default()),
             done: Notify::new(),
             metrics,
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs the scheduler until `shutdown` turns true, then lets attempts in flight finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let mut cursor: Option<DueKey> = None;
+        let mut last_rescan = Instant::now();
+        let mut scan_now = true;
+        let mut wake_at: Option<u64> = None;
+
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
-            let wake_at = self.start_due(&mut tasks).await;
+            if last_rescan.elapsed() >= RESCAN {
+                cursor = None;
+                last_rescan = Instant::now();
+                scan_now = true;
+            }
             let now = self.clock.now_ms();
-            let sleep = wake_at.map_or(Duration::from_secs(3600), |t| {
-                Duration::from_millis(t.saturating_sub(now))
+            if scan_now || wake_at.is_some_and(|t| t <= now) {
+                let (next_cursor, next_wake, more) = self.refill(cursor.take(), now).await;
+                cursor = next_cursor;
+                wake_at = next_wake;
+                scan_now = more;
+            }
+            self.dispatch(&mut tasks);
+            if scan_now {
+                continue;
+            }
+
+            let sleep = wake_at.map_or(RESCAN, |t| {
+                Duration::from_millis(t.saturating_sub(self.clock.now_ms())).min(RESCAN)
             });
             tokio::select! {
-                _ = self.store.wakers().due.notified() => {}
-                _ = self.done.notified() => {}
+                _ = self.store.wakers().due.notified() => scan_now = true,
+                _ = self.done.notified() => {
+                    scan_now = self.lock().claimed.len() < MAX_CLAIMED / 2;
+                }
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
@@ -102,95 +160,178 @@ impl Engine {
         while tasks.join_next().await.is_some() {}
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, InFlight> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts the due deliveries that have a free slot; returns when to look again
-    /// (`None`: only when woken).
-    async fn start_due(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Option<u64> {
-        let running = self.lock().deliveries.len();
-        let free = self.concurrency.saturating_sub(running);
-        if free == 0 {
-            return None;
+    /// Claims due entries after `cursor`. Returns the new cursor, when the next entry is
+    /// due (if it is in the future), and whether to scan again at once.
+    async fn refill(
+        &self,
+        cursor: Option<DueKey>,
+        now: u64,
+    ) -> (Option<DueKey>, Option<u64>, bool) {
+        let room = MAX_CLAIMED.saturating_sub(self.lock().claimed.len());
+        if room == 0 {
+            return (cursor, None, false);
         }
-        let now = self.clock.now_ms();
-        let (due, next) = match self.store.due_deliveries(now, running + free).await {
-            Ok(found) => found,
+        let scan = match self
+            .store
+            .due_deliveries(cursor.clone(), now, room.min(SCAN_BATCH))
+            .await
+        {
+            Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the due table");
-                return Some(now + STORE_RETRY.as_millis() as u64);
+                return (cursor, Some(now + STORE_RETRY.as_millis() as u64), false);
             }
         };
 
-        let mut busy = Vec::new();
-        let mut started = 0;
-        for d in due {
-            let mut state = self.lock();
-            if state.deliveries.contains(&d.delivery_id) {
-                continue;
+        let mut cursor = cursor;
+        let mut slow_overflow: HashMap<String, Vec<DueKey>> = HashMap::new();
+        let mut blocked = false;
+        {
+            let mut q = self.lock();
+            for d in scan.due {
+                let key = (d.due_ms, d.delivery.id.clone());
+                let webhook = d.delivery.webhook_id.clone();
+                if q.claimed.contains(&d.delivery.id) {
+                    cursor = Some(key);
+                    continue;
+                }
+                let full = q
+                    .waiting
+                    .get(&webhook)
+                    .is_some_and(|w| w.len() >= QUEUE_CAP);
+                if full {
+                    if q.drain_time(&webhook, self.per_webhook) <= FAST_DRAIN {
+                        // Its queue empties soon: wait here rather than move entries.
+                        blocked = true;
+                        break;
+                    }
+                    slow_overflow.entry(webhook).or_default().push(key.clone());
+                    cursor = Some(key);
+                    continue;
+                }
+                q.claimed.insert(d.delivery.id.clone());
+                q.waiting.entry(webhook).or_default().push_back(d);
+                cursor = Some(key);
             }
-            let slots = state.by_webhook.entry(d.webhook_id.clone()).or_default();
-            if *slots >= self.per_webhook {
-                busy.push((d.due_ms, d.delivery_id));
-                continue;
-            }
-            *slots += 1;
-            state.deliveries.insert(d.delivery_id.clone());
-            drop(state);
-            started += 1;
-            let this = self.clone();
-            tasks.spawn(async move { this.attempt(d).await });
         }
 
-        if !busy.is_empty() {
-            let later = now + BUSY_DEFER.as_millis() as u64;
+        for (webhook, keys) in slow_overflow {
+            let wait = self
+                .lock()
+                .drain_time(&webhook, self.per_webhook)
+                .clamp(FAST_DRAIN, MAX_DEFER);
+            let later = now + wait.as_millis() as u64;
             if let Err(e) = self
                 .store
-                .write(move |tx| tx.defer_deliveries(&busy, later))
+                .write(move |tx| tx.defer_deliveries(&keys, later))
                 .await
             {
-                tracing::error!(error = %e, "cannot defer deliveries of busy webhooks");
+                tracing::error!(error = %e, "cannot defer deliveries of a slow webhook");
             }
         }
-        // Every slot taken: wait for one to free. Otherwise look again when the next entry
-        // is due (at once if busy webhooks' entries were just moved out of the way).
-        if started == free {
-            return None;
+
+        match scan.next {
+            // More is due now: go on, unless waiting for a busy queue or out of room.
+            Some((t, _)) if t <= now => (cursor, None, !blocked),
+            Some((t, _)) => (cursor, Some(t), false),
+            None => (cursor, None, false),
         }
-        next.map(|t| t.max(now + 1))
     }
 
-    /// One attempt of one delivery, its result committed before its slot is freed.
-    async fn attempt(self: Arc<Self>, due: DueDelivery) {
-        if let Err(e) = self.try_attempt(&due).await {
-            tracing::error!(delivery_id = %due.delivery_id, error = %e, "cannot record attempt; it will be retried");
-            tokio::time::sleep(STORE_RETRY).await;
-        }
-        let mut state = self.lock();
-        state.deliveries.remove(&due.delivery_id);
-        if let Some(n) = state.by_webhook.get_mut(&due.webhook_id) {
-            *n -= 1;
-            if *n == 0 {
-                state.by_webhook.remove(&due.webhook_id);
+    /// Starts calls for waiting deliveries whose webhook has a free slot.
+    fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        let mut q = self.lock();
+        let webhooks: Vec<String> = q.waiting.keys().cloned().collect();
+        for webhook in webhooks {
+            loop {
+                let busy = q.calling.get(&webhook).copied().unwrap_or(0);
+                if busy >= self.per_webhook || q.calls >= self.concurrency {
+                    break;
+                }
+                let Some(d) = q.waiting.get_mut(&webhook).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                *q.calling.entry(webhook.clone()).or_default() += 1;
+                q.calls += 1;
+                let this = self.clone();
+                tasks.spawn(async move { this.attempt(d).await });
+            }
+            if q.waiting.get(&webhook).is_some_and(VecDeque::is_empty) {
+                q.waiting.remove(&webhook);
             }
         }
-        drop(state);
+    }
+
+    /// One attempt of one delivery: the call, its slot freed, then its result committed.
+    async fn attempt(self: Arc<Self>, due: DueDelivery) {
+        let id = due.delivery.id.clone();
+        let webhook = due.delivery.webhook_id.clone();
+        let started = Instant::now();
+        let pending = self.call(due).await;
+
+        {
+            let mut q = self.lock();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let avg = q.call_ms.entry(webhook.clone()).or_insert(ms);
+            *avg = *avg * 0.9 + ms * 0.1;
+            q.calls -= 1;
+            if let Some(n) = q.calling.get_mut(&webhook) {
+                *n -= 1;
+                if *n == 0 {
+                    q.calling.remove(&webhook);
+                }
+            }
+        }
+        self.done.notify_one();
+
+        if let Some(commit) = pending
+            && let Err(e) = self.commit(commit).await
+        {
+            tracing::error!(delivery_id = %id, error = %e, "cannot record attempt; it will be retried");
+            tokio::time::sleep(STORE_RETRY).await;
+        }
+        self.lock().claimed.remove(&id);
         self.done.notify_one();
     }
 
-    async fn try_attempt(&self, due: &DueDelivery) -> Result<(), crate::store::StoreError> {
-        let id = due.delivery_id.clone();
-        let Some((delivery, hook)) = self.store.delivery_with_webhook(id.clone()).await? else {
-            return Ok(());
-        };
-        // Moved or finished since the scan (a replay, a deferral): that entry decides.
-        if delivery.state != DeliveryState::Pending || delivery.next_ms != Some(due.due_ms) {
-            return Ok(());
+    /// Writes what an attempt came to.
+    async fn commit(&self, commit: Commit) -> Result<(), crate::store::StoreError> {
+        match commit {
+            Commit::Pause { id, due_ms } => {
+                self.store
+                    .write(move |tx| tx.pause_delivery(&id, due_ms))
+                    .await
+            }
+            Commit::Record {
+                id,
+                due_ms,
+                attempt,
+                outcome,
+            } => {
+                let recorded = self
+                    .store
+                    .write(move |tx| tx.record_attempt(&id, due_ms, attempt, outcome))
+                    .await?;
+                if !recorded {
+                    tracing::debug!("attempt not recorded: the delivery moved meanwhile");
+                }
+                Ok(())
+            }
         }
-        let Some(hook) = hook else { return Ok(()) };
+    }
+
+    /// Makes the call; returns what to commit once its slot is free (`None` when there is
+    /// nothing to record: the webhook was deleted).
+    async fn call(&self, due: DueDelivery) -> Option<Commit> {
+        let DueDelivery {
+            due_ms,
+            delivery,
+            webhook,
+        } = due;
+        let id = delivery.id.clone();
+        let hook = webhook?;
         if !hook.enabled {
-            return self.store.write(move |tx| tx.pause_delivery(&id)).await;
+            return Some(Commit::Pause { id, due_ms });
         }
 
         let started_ms = self.clock.now_ms();
@@ -200,10 +341,12 @@ impl Engine {
         else {
             tracing::error!(webhook_id = %hook.id, "webhook secret is not whsec_ base64; delivery discarded");
             let attempt = attempt_record(started_ms, None, Some("bad secret".into()), 0, &[]);
-            self.store
-                .write(move |tx| tx.record_attempt(&id, attempt, AttemptOutcome::Discarded))
-                .await?;
-            return Ok(());
+            return Some(Commit::Record {
+                id,
+                due_ms,
+                attempt,
+                outcome: AttemptOutcome::Discarded,
+            });
         };
         let signed = Signed {
             id: delivery.id.clone(),
@@ -219,9 +362,10 @@ impl Engine {
         let outcome = if result.ok {
             AttemptOutcome::Succeeded
         } else {
+            let random = schedule::random_unit();
             match self
                 .schedule
-                .after_failure(number, schedule::random_unit(), result.retry_after)
+                .after_failure(number, random, result.retry_after)
             {
                 AfterFailure::RetryIn(wait) => {
                     AttemptOutcome::RetryAt(self.clock.now_ms() + wait.as_millis() as u64)
@@ -242,11 +386,26 @@ impl Engine {
             result.duration.as_millis() as u64,
             &result.head,
         );
-        self.store
-            .write(move |tx| tx.record_attempt(&id, attempt, outcome))
-            .await?;
-        Ok(())
+        Some(Commit::Record {
+            id,
+            due_ms,
+            attempt,
+            outcome,
+        })
     }
+}
+
+/// What an attempt leaves to be written.
+enum Commit {
+    /// The webhook is disabled: take the delivery out of the queue until it is enabled.
+    Pause { id: String, due_ms: u64 },
+    /// The attempt's log entry and the delivery's next state.
+    Record {
+        id: String,
+        due_ms: u64,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+    },
 }
 
 fn attempt_record(
