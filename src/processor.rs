@@ -27,6 +27,8 @@ use crate::store::{ChargeOutcome, DueJob, ReceiptOutcome, SegmentOutcome, Store,
 const MAX_IN_FLIGHT: usize = 512;
 /// Receipts being applied at once.
 const MAX_RECEIPTS: usize = 4096;
+/// How often the jobs scan starts over from the head of the table.
+const RESCAN: Duration = Duration::from_secs(1);
 /// How long a job that failed on a storage error waits before it is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 /// A receipt for an id not (yet) recorded is tried again this often, this many times: the
@@ -70,47 +72,78 @@ impl Processor {
     }
 
     /// Runs due jobs until `shutdown` turns true, then waits for the jobs in flight.
+    ///
+    /// Jobs are read from a cursor, so a job running for long is not read again and again;
+    /// every second the scan starts over from the head of the table to pick up jobs written
+    /// behind the cursor (a clock step back, two jobs in one millisecond).
     pub async fn run_jobs(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let mut cursor: Option<(u64, String)> = None;
+        let mut last_rescan = std::time::Instant::now();
+        let mut scan_now = true;
+        let mut wake_at: Option<u64> = None;
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
-            let wake_at = self.start_due_jobs(&mut tasks).await;
+            if last_rescan.elapsed() >= RESCAN {
+                cursor = None;
+                last_rescan = std::time::Instant::now();
+                scan_now = true;
+            }
             let now = self.clock.now_ms();
-            let sleep = wake_at.map(|t| Duration::from_millis(t.saturating_sub(now)));
+            if scan_now || wake_at.is_some_and(|t| t <= now) {
+                (cursor, wake_at, scan_now) = self.start_due_jobs(&mut tasks, cursor, now).await;
+            }
+            if scan_now {
+                continue;
+            }
+            let sleep = wake_at.map_or(RESCAN, |t| {
+                Duration::from_millis(t.saturating_sub(self.clock.now_ms())).min(RESCAN)
+            });
             tokio::select! {
-                _ = self.store.wakers().jobs.notified() => {}
-                _ = self.done.notified() => {}
-                _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))) => {}
+                _ = self.store.wakers().jobs.notified() => scan_now = true,
+                _ = self.done.notified() => scan_now = wake_at.is_some_and(|t| t <= self.clock.now_ms()),
+                _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
         }
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Starts every due job not already running, up to the limit; returns when to look
-    /// again (`None`: only when woken).
-    async fn start_due_jobs(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Option<u64> {
+    /// Starts due jobs after `cursor` that are not running yet, up to the limit. Returns
+    /// the new cursor, when the next job is due, and whether to look again at once.
+    async fn start_due_jobs(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        cursor: Option<(u64, String)>,
+        now: u64,
+    ) -> (Option<(u64, String)>, Option<u64>, bool) {
         let running = self.lock_in_flight().len();
         let capacity = MAX_IN_FLIGHT.saturating_sub(running);
         if capacity == 0 {
-            return None;
+            // Full: a finishing job wakes the loop, which then looks again at once.
+            return (cursor, Some(now), false);
         }
-        let now = self.clock.now_ms();
-        let (jobs, next) = match self.store.due_jobs(now, running + capacity).await {
+        let (jobs, next) = match self.store.due_jobs(cursor.clone(), now, capacity).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the jobs table");
-                return Some(now + STORE_RETRY.as_millis() as u64);
+                return (cursor, Some(now + STORE_RETRY.as_millis() as u64), false);
             }
         };
+        let mut cursor = cursor;
         for job in jobs {
+            cursor = Some((job.due_ms, job.message_id.clone()));
             if self.lock_in_flight().insert(job.message_id.clone()) {
                 let this = self.clone();
                 tasks.spawn(async move { this.run_job(job).await });
             }
         }
-        // A next job already due means the limit was reached: wait for one to finish.
-        next.filter(|&t| t > now)
+        match next {
+            // More is due now: go on while there is room.
+            Some(t) if t <= now => (cursor, Some(t), self.lock_in_flight().len() < MAX_IN_FLIGHT),
+            Some(t) => (cursor, Some(t), false),
+            None => (cursor, None, false),
+        }
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

@@ -152,17 +152,22 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` processing jobs due at `now_ms`, earliest first, and the due time of
-    /// the first job after them.
+    /// Up to `limit` processing jobs due at `now_ms`, earliest first, after the key
+    /// `after` (from the start when `None`), and the due time of the first job after them.
     pub async fn due_jobs(
         &self,
+        after: Option<(u64, String)>,
         now_ms: u64,
         limit: usize,
     ) -> Result<(Vec<DueJob>, Option<u64>), StoreError> {
         self.read(move |r| {
             let t = r.open_table(JOBS)?;
             let mut due = Vec::new();
-            for entry in t.iter()? {
+            let lower = match &after {
+                Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
+                None => std::ops::Bound::Unbounded,
+            };
+            for entry in t.range((lower, std::ops::Bound::Unbounded))? {
                 let (key, value) = entry?;
                 let (due_ms, message_id) = key.value();
                 if due_ms > now_ms || due.len() == limit {
