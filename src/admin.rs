@@ -170,10 +170,7 @@ async fn handle(request: AdminRequest, store: &Store, currency: &str) -> Result<
             Ok(json!({"path": path, "records": records}))
         }
         AdminRequest::KeyRevoke { key_id } => {
-            let revoked = store
-                .write(move |tx| tx.revoke_key(&key_id))
-                .await
-                .map_err(fail)?;
+            let revoked = store.revoke_key(key_id).await.map_err(fail)?;
             if revoked {
                 Ok(json!({"revoked": true}))
             } else {

@@ -77,7 +77,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::unauthorized());
         };
 
-        let key = state.store.api_key(key_id).await?;
+        let key = state.store.api_key_cached(key_id).await?;
         let Some(key) = key.filter(|k| !k.revoked) else {
             return Err(ApiError::unauthorized());
         };

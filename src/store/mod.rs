@@ -106,6 +106,19 @@ pub struct Store {
     writer: mpsc::Sender<writer::Op>,
     wakers: Arc<Wakers>,
     clock: SharedClock,
+    keys: Arc<KeyCache>,
+}
+
+/// API keys already read, so that authenticating a request costs no read transaction.
+///
+/// Only this process writes keys, and every revocation goes through
+/// [`Store::revoke_key`], which forgets the key after its commit. The generation counter
+/// closes the one race: a reader that read a key before the revocation committed must not
+/// put it back after it was forgotten.
+#[derive(Default)]
+struct KeyCache {
+    generation: std::sync::atomic::AtomicU64,
+    keys: std::sync::RwLock<std::collections::HashMap<String, crate::model::ApiKey>>,
 }
 
 /// The writer thread, joined when the daemon stops.
@@ -153,6 +166,7 @@ impl Store {
             writer: sender,
             wakers,
             clock,
+            keys: Arc::default(),
         };
         Ok((store, WriterThread(thread)))
     }
@@ -196,6 +210,44 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Storage(format!("read task failed: {e}")))?
+    }
+
+    /// The API key with this id, revoked or not, from memory when it was read before.
+    pub async fn api_key_cached(
+        &self,
+        key_id: String,
+    ) -> Result<Option<crate::model::ApiKey>, StoreError> {
+        use std::sync::atomic::Ordering;
+        if let Some(k) = self
+            .keys
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key_id)
+        {
+            return Ok(Some(k.clone()));
+        }
+        let generation = self.keys.generation.load(Ordering::SeqCst);
+        let found = self.api_key(key_id.clone()).await?;
+        if let Some(key) = &found {
+            let mut keys = self.keys.keys.write().unwrap_or_else(|p| p.into_inner());
+            if self.keys.generation.load(Ordering::SeqCst) == generation {
+                keys.insert(key_id, key.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Revokes a key and forgets it from memory once the revocation is durable; `false`
+    /// if there is no such key.
+    pub async fn revoke_key(&self, key_id: String) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        let id = key_id.clone();
+        let revoked = self.write(move |tx| tx.revoke_key(&id)).await?;
+        let mut keys = self.keys.keys.write().unwrap_or_else(|p| p.into_inner());
+        self.keys.generation.fetch_add(1, Ordering::SeqCst);
+        keys.remove(&key_id);
+        Ok(revoked)
     }
 
     /// The notifications the writer sends after commits.

@@ -227,8 +227,9 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// Marks a key revoked; `false` if it is unknown.
-    pub fn revoke_key(&mut self, key_id: &str) -> Result<bool, StoreError> {
+    /// Marks a key revoked; `false` if it is unknown. Only [`super::Store::revoke_key`]
+    /// calls it, so that the key cache forgets the key too.
+    pub(super) fn revoke_key(&mut self, key_id: &str) -> Result<bool, StoreError> {
         let found: Option<ApiKey> = self
             .api_keys
             .get(key_id)?
