@@ -225,7 +225,9 @@ pub struct Delivery {
     pub webhook_id: String,
     pub account_id: String,
     pub message_id: String,
-    /// The exact JSON bytes sent on every attempt.
+    /// The exact JSON bytes sent on every attempt. (`serde_bytes` reads them as one slice;
+    /// postcard writes a byte vector the same way with or without it.)
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub attempts: u32,
     pub state: DeliveryState,
@@ -265,6 +267,7 @@ pub struct EventPayload<'a> {
 pub struct IdempotentReply {
     pub request_sha256: [u8; 32],
     pub message_id: String,
+    #[serde(with = "serde_bytes")]
     pub response: Vec<u8>,
     pub expires_ms: u64,
 }

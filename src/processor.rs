@@ -74,8 +74,9 @@ impl Processor {
     /// Runs due jobs until `shutdown` turns true, then waits for the jobs in flight.
     ///
     /// Jobs are read from a cursor, so a job running for long is not read again and again;
-    /// every second the scan starts over from the head of the table to pick up jobs written
-    /// behind the cursor (a clock step back, two jobs in one millisecond).
+    /// the cursor steps back when a job is written behind it, and every second the scan
+    /// starts over from the head of the table, which also picks up the jobs of a retry that
+    /// failed on a storage error.
     pub async fn run_jobs(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut cursor: Option<(u64, String)> = None;
@@ -90,6 +91,7 @@ impl Processor {
                 scan_now = true;
             }
             let now = self.clock.now_ms();
+            cursor = step_back(cursor, self.store.wakers().take_jobs_floor());
             if scan_now || wake_at.is_some_and(|t| t <= now) {
                 (cursor, wake_at, scan_now) = self.start_due_jobs(&mut tasks, cursor, now).await;
             }
@@ -338,5 +340,14 @@ impl Processor {
         if let Some(committed) = receipt.committed.take() {
             let _ = committed.send(());
         }
+    }
+}
+
+/// Moves a scan cursor back so that the next scan starts at `floor`, the earliest due time
+/// written since the last scan, when that is behind the cursor.
+pub fn step_back(cursor: Option<(u64, String)>, floor: Option<u64>) -> Option<(u64, String)> {
+    match (cursor, floor) {
+        (Some((at, _)), Some(floor)) if floor <= at => Some((floor, String::new())),
+        (cursor, _) => cursor,
     }
 }

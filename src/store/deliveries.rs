@@ -30,16 +30,13 @@ pub struct DueDelivery {
     pub webhook: Option<Webhook>,
 }
 
-/// A position in the due table: (due ms, delivery id).
-pub type DueKey = (u64, String);
-
 /// One scan of the due table.
 #[derive(Debug, Default)]
 pub struct DueScan {
     pub due: Vec<DueDelivery>,
-    /// The key of the first entry not returned, when there is one: not due yet, or past
-    /// the limit.
-    pub next: Option<DueKey>,
+    /// The due time of the first entry not returned, when there is one: not due yet, or
+    /// past the limit.
+    pub next: Option<u64>,
 }
 
 impl Tx<'_> {
@@ -64,7 +61,7 @@ impl Tx<'_> {
         if let Some(at) = next {
             self.due.insert((at, d.id.as_str()), ())?;
             d.next_ms = Some(at);
-            self.due_changed = true;
+            self.delivery_queued(at);
         }
         Ok(())
     }
@@ -173,11 +170,13 @@ impl Tx<'_> {
 }
 
 impl Store {
-    /// Up to `limit` deliveries due at `now_ms`, in due order, starting after `after`
-    /// (from the start when `None`), each with its record and webhook.
+    /// Up to `limit` deliveries due at `now_ms`, in due order, after the key `after` (from
+    /// the start when `None`), each with its record and webhook. A caller reading from a
+    /// cursor steps it back to [`super::Wakers::take_due_floor`] when an entry was written
+    /// behind it.
     pub async fn due_deliveries(
         &self,
-        after: Option<DueKey>,
+        after: Option<(u64, String)>,
         now_ms: u64,
         limit: usize,
     ) -> Result<DueScan, StoreError> {
@@ -187,16 +186,16 @@ impl Store {
             let hooks = r.open_table(WEBHOOKS)?;
             let mut webhooks: std::collections::HashMap<String, Option<Webhook>> =
                 std::collections::HashMap::new();
+            let mut scan = DueScan::default();
             let lower = match &after {
                 Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
                 None => std::ops::Bound::Unbounded,
             };
-            let mut scan = DueScan::default();
             for entry in due.range((lower, std::ops::Bound::Unbounded))? {
                 let (key, _) = entry?;
                 let (due_ms, id) = key.value();
                 if due_ms > now_ms || scan.due.len() == limit {
-                    scan.next = Some((due_ms, id.to_string()));
+                    scan.next = Some(due_ms);
                     break;
                 }
                 let Some(v) = deliveries.get(id)? else {

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 
-pub use deliveries::{AttemptOutcome, DueDelivery, DueKey, DueScan};
+pub use deliveries::{AttemptOutcome, DueDelivery, DueScan};
 pub use ops::{
     ChargeOutcome, CreateSms, Created, IdempotencyKey, ReceiptOutcome, SegmentOutcome,
     WebhookChange,
@@ -90,13 +90,46 @@ redb_errors_into_store!(
     redb::DatabaseError
 );
 
-/// Wakes the loops that wait on the store's queues when a commit added work to them.
-#[derive(Debug, Default)]
+/// Wakes the loops that wait on the store's queues when a commit added work to them, and
+/// tells them the earliest due time written since they last asked, so that a scan reading
+/// from a cursor can step back when something was written behind it.
+#[derive(Debug)]
 pub struct Wakers {
     /// A processing job was added or moved.
     pub jobs: Notify,
     /// A webhook delivery was queued or moved in the due table.
     pub due: Notify,
+    jobs_floor: std::sync::atomic::AtomicU64,
+    due_floor: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Wakers {
+    fn default() -> Self {
+        Wakers {
+            jobs: Notify::new(),
+            due: Notify::new(),
+            jobs_floor: std::sync::atomic::AtomicU64::new(u64::MAX),
+            due_floor: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Wakers {
+    /// The earliest due time of a job written since the last call, if any.
+    pub fn take_jobs_floor(&self) -> Option<u64> {
+        let v = self
+            .jobs_floor
+            .swap(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        (v != u64::MAX).then_some(v)
+    }
+
+    /// The earliest due time of a delivery written since the last call, if any.
+    pub fn take_due_floor(&self) -> Option<u64> {
+        let v = self
+            .due_floor
+            .swap(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        (v != u64::MAX).then_some(v)
+    }
 }
 
 /// A handle to the store; cheap to clone.

@@ -127,7 +127,7 @@ impl Tx<'_> {
             self.jobs
                 .insert((due, m.id.as_str()), encode(&job).as_slice())?;
             m.job_due_ms = Some(due);
-            self.jobs_changed = true;
+            self.job_queued(due);
         }
         Ok(())
     }
@@ -194,7 +194,7 @@ impl Tx<'_> {
             self.webhook_deliveries
                 .insert((hook.id.as_str(), did), ())?;
             self.due.insert((self.now_ms, did), ())?;
-            self.due_changed = true;
+            self.delivery_queued(self.now_ms);
         }
         Ok(())
     }
@@ -269,7 +269,9 @@ impl Tx<'_> {
             }
         }
 
-        let due = message.created_ms;
+        // The batch's time, not the request's: keys must grow in commit order (see
+        // `Store::due_jobs`).
+        let due = self.now_ms;
         self.set_job(&mut message, Some((due, Job::Submit)))?;
         self.put_message(&message)?;
         self.account_messages

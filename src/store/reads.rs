@@ -152,8 +152,10 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` processing jobs due at `now_ms`, earliest first, after the key
-    /// `after` (from the start when `None`), and the due time of the first job after them.
+    /// Up to `limit` processing jobs due at `now_ms`, earliest first, after the key `after`
+    /// (from the start when `None`), and the due time of the first job after them. A caller
+    /// reading from a cursor steps it back to [`super::Wakers::take_jobs_floor`] when a job
+    /// was written behind it.
     pub async fn due_jobs(
         &self,
         after: Option<(u64, String)>,

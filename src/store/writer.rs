@@ -2,6 +2,7 @@
 //! doc for why there is exactly one).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use redb::{Database, Durability, Table, WriteTransaction};
 use tokio::sync::mpsc;
@@ -34,10 +35,20 @@ pub struct Tx<'t> {
     pub(super) due: Table<'t, (u64, &'static str), ()>,
     pub(super) attempts: Table<'t, (&'static str, u32), &'static [u8]>,
     pub(super) idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
-    /// Set when a job was added or moved, so the processor looks again.
-    pub(super) jobs_changed: bool,
-    /// Set when a webhook delivery was queued or moved, so the scheduler looks again.
-    pub(super) due_changed: bool,
+    /// The earliest due time of a job added or moved, so the processor looks again.
+    pub(super) jobs_changed: Option<u64>,
+    /// The earliest due time of a delivery queued or moved, so the scheduler looks again.
+    pub(super) due_changed: Option<u64>,
+}
+
+impl Tx<'_> {
+    pub(super) fn job_queued(&mut self, due_ms: u64) {
+        self.jobs_changed = Some(self.jobs_changed.map_or(due_ms, |m| m.min(due_ms)));
+    }
+
+    pub(super) fn delivery_queued(&mut self, due_ms: u64) {
+        self.due_changed = Some(self.due_changed.map_or(due_ms, |m| m.min(due_ms)));
+    }
 }
 
 impl<'t> Tx<'t> {
@@ -57,8 +68,8 @@ impl<'t> Tx<'t> {
             due: txn.open_table(DUE)?,
             attempts: txn.open_table(ATTEMPTS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
-            jobs_changed: false,
-            due_changed: false,
+            jobs_changed: None,
+            due_changed: None,
         })
     }
 }
@@ -84,6 +95,9 @@ fn run(
     clock: &SharedClock,
 ) {
     let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
+    // Batch times never go back, even if the clock does: the queues' keys must grow in
+    // commit order for the scans that read them from a cursor.
+    let mut last_now = 0;
     while let Some(first) = receiver.blocking_recv() {
         // Everything that queued while the previous commit was on the disk shares this one.
         batch.push(first);
@@ -95,23 +109,26 @@ fn run(
         }
 
         let size = batch.len();
-        let changed = commit_batch(db, batch.drain(..), clock.now_ms());
+        last_now = clock.now_ms().max(last_now);
+        let changed = commit_batch(db, batch.drain(..), last_now);
         tracing::trace!(size, "write batch committed");
-        if changed.jobs {
+        if let Some(earliest) = changed.jobs {
+            wakers.jobs_floor.fetch_min(earliest, Ordering::SeqCst);
             wakers.jobs.notify_one();
         }
-        if changed.due {
+        if let Some(earliest) = changed.due {
+            wakers.due_floor.fetch_min(earliest, Ordering::SeqCst);
             wakers.due.notify_one();
         }
     }
     tracing::debug!("writer stopped: every store handle is gone");
 }
 
-/// Which queues a committed batch changed.
+/// Which queues a committed batch changed, and the earliest due time it wrote in each.
 #[derive(Debug, Default, Clone, Copy)]
 struct Changed {
-    jobs: bool,
-    due: bool,
+    jobs: Option<u64>,
+    due: Option<u64>,
 }
 
 /// Runs a batch in one transaction; returns which queues it changed.

@@ -2,7 +2,8 @@
 //!
 //! Deliveries are written by the store in the same transaction as the status change that
 //! causes them (the outbox); this module only sends them. The scheduler reads due entries
-//! of the due table in order, from a cursor so that each is read once, and claims them
+//! of the due table in order, from a cursor so that each is read once (the cursor steps back
+//! when the writer reports an entry written behind it), and claims them
 //! into a short in-memory queue per webhook; it sleeps until the next entry is due, the
 //! writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
 //! per webhook, so that one slow or dead receiver holds only its own slots. A webhook's
@@ -32,7 +33,7 @@ use crate::clock::SharedClock;
 use crate::config::WebhooksConfig;
 use crate::metrics::Metrics;
 use crate::model::Attempt;
-use crate::store::{AttemptOutcome, DueDelivery, DueKey, Store};
+use crate::store::{AttemptOutcome, DueDelivery, Store};
 use client::{Signed, WebhookClient};
 use schedule::{AfterFailure, Schedule};
 
@@ -47,8 +48,8 @@ const QUEUE_CAP: usize = 512;
 const FAST_DRAIN: Duration = Duration::from_millis(200);
 /// How far a slow webhook's overflow can be moved at most.
 const MAX_DEFER: Duration = Duration::from_secs(60);
-/// How often the scan starts again from the head of the due table, to pick up entries
-/// written behind the cursor (a clock step back, two entries in one millisecond).
+/// How often the scan starts again from the head of the due table, which also picks up
+/// the entries of an attempt whose result failed to commit.
 const RESCAN: Duration = Duration::from_secs(1);
 /// How long the scheduler waits after failing to read the due table.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -65,6 +66,19 @@ pub struct Engine {
     /// Signalled when a call or a commit finishes, so the scheduler can go on.
     done: Notify,
     metrics: Arc<Metrics>,
+}
+
+/// What a scan of the due table left for the next one.
+struct Refill {
+    /// Where the next scan starts.
+    cursor: Option<(u64, String)>,
+    /// When the first entry not yet due falls due.
+    wake_at: Option<u64>,
+    /// Whether to scan again at once.
+    again: bool,
+    /// Whether due entries were left in the table (no room, or a busy queue), so that a
+    /// finished call should bring a scan.
+    due_left: bool,
 }
 
 /// What the scheduler holds in memory: bounded by [`MAX_CLAIMED`].
@@ -121,10 +135,11 @@ impl Engine {
     /// Runs the scheduler until `shutdown` turns true, then lets attempts in flight finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        let mut cursor: Option<DueKey> = None;
+        let mut cursor: Option<(u64, String)> = None;
         let mut last_rescan = Instant::now();
         let mut scan_now = true;
         let mut wake_at: Option<u64> = None;
+        let mut more_due = false;
 
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
@@ -134,11 +149,13 @@ impl Engine {
                 scan_now = true;
             }
             let now = self.clock.now_ms();
+            cursor = crate::processor::step_back(cursor, self.store.wakers().take_due_floor());
             if scan_now || wake_at.is_some_and(|t| t <= now) {
-                let (next_cursor, next_wake, more) = self.refill(cursor.take(), now).await;
-                cursor = next_cursor;
-                wake_at = next_wake;
-                scan_now = more;
+                let refilled = self.refill(cursor.take(), now).await;
+                cursor = refilled.cursor;
+                wake_at = refilled.wake_at;
+                scan_now = refilled.again;
+                more_due = refilled.due_left;
             }
             self.dispatch(&mut tasks);
             if scan_now {
@@ -150,9 +167,8 @@ impl Engine {
             });
             tokio::select! {
                 _ = self.store.wakers().due.notified() => scan_now = true,
-                _ = self.done.notified() => {
-                    scan_now = self.lock().claimed.len() < MAX_CLAIMED / 2;
-                }
+                // A finished call frees a slot; scan only if due entries were left behind.
+                _ = self.done.notified() => scan_now = more_due,
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
@@ -160,16 +176,16 @@ impl Engine {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Claims due entries after `cursor`. Returns the new cursor, when the next entry is
-    /// due (if it is in the future), and whether to scan again at once.
-    async fn refill(
-        &self,
-        cursor: Option<DueKey>,
-        now: u64,
-    ) -> (Option<DueKey>, Option<u64>, bool) {
+    /// Claims due entries after `cursor`.
+    async fn refill(&self, cursor: Option<(u64, String)>, now: u64) -> Refill {
         let room = MAX_CLAIMED.saturating_sub(self.lock().claimed.len());
         if room == 0 {
-            return (cursor, None, false);
+            return Refill {
+                cursor,
+                wake_at: None,
+                again: false,
+                due_left: true,
+            };
         }
         let scan = match self
             .store
@@ -179,12 +195,17 @@ impl Engine {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the due table");
-                return (cursor, Some(now + STORE_RETRY.as_millis() as u64), false);
+                return Refill {
+                    cursor,
+                    wake_at: Some(now + STORE_RETRY.as_millis() as u64),
+                    again: false,
+                    due_left: false,
+                };
             }
         };
 
         let mut cursor = cursor;
-        let mut slow_overflow: HashMap<String, Vec<DueKey>> = HashMap::new();
+        let mut slow_overflow: HashMap<String, Vec<(u64, String)>> = HashMap::new();
         let mut blocked = false;
         {
             let mut q = self.lock();
@@ -210,8 +231,8 @@ impl Engine {
                     continue;
                 }
                 q.claimed.insert(d.delivery.id.clone());
-                q.waiting.entry(webhook).or_default().push_back(d);
                 cursor = Some(key);
+                q.waiting.entry(webhook).or_default().push_back(d);
             }
         }
 
@@ -230,11 +251,14 @@ impl Engine {
             }
         }
 
-        match scan.next {
-            // More is due now: go on, unless waiting for a busy queue or out of room.
-            Some((t, _)) if t <= now => (cursor, None, !blocked),
-            Some((t, _)) => (cursor, Some(t), false),
-            None => (cursor, None, false),
+        let due_left = blocked || scan.next.is_some_and(|t| t <= now);
+        let wake_at = scan.next.filter(|&t| t > now);
+        Refill {
+            cursor,
+            wake_at,
+            // More is due now: go on, unless waiting for a busy queue.
+            again: due_left && !blocked,
+            due_left,
         }
     }
 
