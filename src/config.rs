@@ -564,8 +564,8 @@ impl Default for WebhooksConfig {
         Self {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(15),
-            concurrency: 256,
-            per_webhook_concurrency: 8,
+            concurrency: 1024,
+            per_webhook_concurrency: 64,
             schedule: default_schedule(),
             jitter: 0.1,
             allowed_networks: Vec::new(),

@@ -94,9 +94,19 @@ struct Queues {
     calls: usize,
     /// Recent average call time by webhook, to judge how fast its queue drains.
     call_ms: HashMap<String, f64>,
+    /// The webhook whose full queue stopped the last scan, if one did.
+    blocked_on: Option<String>,
 }
 
 impl Queues {
+    /// Whether a scan now would get further than the last one: it was not stopped by a
+    /// full queue, or that queue has half emptied since.
+    fn worth_scanning(&self) -> bool {
+        self.blocked_on
+            .as_ref()
+            .is_none_or(|w| self.waiting.get(w).map_or(0, VecDeque::len) < QUEUE_CAP / 2)
+    }
+
     /// How long `webhook`'s waiting queue needs to drain at its recent pace.
     fn drain_time(&self, webhook: &str, per_webhook: usize) -> Duration {
         let queued = self.waiting.get(webhook).map_or(0, VecDeque::len) as f64;
@@ -168,7 +178,7 @@ impl Engine {
             tokio::select! {
                 _ = self.store.wakers().due.notified() => scan_now = true,
                 // A finished call frees a slot; scan only if due entries were left behind.
-                _ = self.done.notified() => scan_now = more_due,
+                _ = self.done.notified() => scan_now = more_due && self.lock().worth_scanning(),
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
