@@ -91,7 +91,7 @@ impl Processor {
                 scan_now = true;
             }
             let now = self.clock.now_ms();
-            cursor = step_back(cursor, self.store.wakers().take_jobs_floor());
+            cursor = crate::store::step_back(cursor, self.store.wakers().take_jobs_floor());
             if scan_now || wake_at.is_some_and(|t| t <= now) {
                 (cursor, wake_at, scan_now) = self.start_due_jobs(&mut tasks, cursor, now).await;
             }
@@ -340,14 +340,5 @@ impl Processor {
         if let Some(committed) = receipt.committed.take() {
             let _ = committed.send(());
         }
-    }
-}
-
-/// Moves a scan cursor back so that the next scan starts at `floor`, the earliest due time
-/// written since the last scan, when that is behind the cursor.
-pub fn step_back(cursor: Option<(u64, String)>, floor: Option<u64>) -> Option<(u64, String)> {
-    match (cursor, floor) {
-        (Some((at, _)), Some(floor)) if floor <= at => Some((floor, String::new())),
-        (cursor, _) => cursor,
     }
 }

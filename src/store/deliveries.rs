@@ -6,7 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use super::ops::CHILD_MAX;
 use super::tables::*;
 use super::writer::Tx;
-use super::{Store, StoreError};
+use super::{Store, StoreError, after_key};
 use crate::model::{Attempt, Delivery, DeliveryState, Webhook};
 
 /// What an attempt's result makes of its delivery.
@@ -187,11 +187,7 @@ impl Store {
             let mut webhooks: std::collections::HashMap<String, Option<Webhook>> =
                 std::collections::HashMap::new();
             let mut scan = DueScan::default();
-            let lower = match &after {
-                Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
-                None => std::ops::Bound::Unbounded,
-            };
-            for entry in due.range((lower, std::ops::Bound::Unbounded))? {
+            for entry in due.range(after_key(&after))? {
                 let (key, _) = entry?;
                 let (due_ms, id) = key.value();
                 if due_ms > now_ms || scan.due.len() == limit {

@@ -90,6 +90,31 @@ redb_errors_into_store!(
     redb::DatabaseError
 );
 
+/// A range of keys of a time-ordered queue: (due ms, id).
+type QueueRange<'a> = (
+    std::ops::Bound<(u64, &'a str)>,
+    std::ops::Bound<(u64, &'a str)>,
+);
+
+/// The keys of a time-ordered queue (jobs, due) after the cursor `after`: all of them
+/// when there is no cursor yet.
+fn after_key(after: &Option<(u64, String)>) -> QueueRange<'_> {
+    let lower = match after {
+        Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
+        None => std::ops::Bound::Unbounded,
+    };
+    (lower, std::ops::Bound::Unbounded)
+}
+
+/// Moves a queue-scan cursor back so that the next scan starts at `floor` (the earliest
+/// due time written since the last scan, from [`Wakers`]) when that is behind it.
+pub fn step_back(cursor: Option<(u64, String)>, floor: Option<u64>) -> Option<(u64, String)> {
+    match (cursor, floor) {
+        (Some((at, _)), Some(floor)) if floor <= at => Some((floor, String::new())),
+        (cursor, _) => cursor,
+    }
+}
+
 /// Wakes the loops that wait on the store's queues when a commit added work to them, and
 /// tells them the earliest due time written since they last asked, so that a scan reading
 /// from a cursor can step back when something was written behind it.

@@ -5,7 +5,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::ops::CHILD_MAX;
 use super::tables::*;
-use super::{Store, StoreError};
+use super::{Store, StoreError, after_key};
 use crate::ids::{self, Kind};
 use crate::model::{Account, ApiKey, Attempt, Delivery, Job, Message, Status, Webhook};
 
@@ -165,11 +165,7 @@ impl Store {
         self.read(move |r| {
             let t = r.open_table(JOBS)?;
             let mut due = Vec::new();
-            let lower = match &after {
-                Some((ms, id)) => std::ops::Bound::Excluded((*ms, id.as_str())),
-                None => std::ops::Bound::Unbounded,
-            };
-            for entry in t.range((lower, std::ops::Bound::Unbounded))? {
+            for entry in t.range(after_key(&after))? {
                 let (key, value) = entry?;
                 let (due_ms, message_id) = key.value();
                 if due_ms > now_ms || due.len() == limit {

@@ -159,7 +159,7 @@ impl Engine {
                 scan_now = true;
             }
             let now = self.clock.now_ms();
-            cursor = crate::processor::step_back(cursor, self.store.wakers().take_due_floor());
+            cursor = crate::store::step_back(cursor, self.store.wakers().take_due_floor());
             if scan_now || wake_at.is_some_and(|t| t <= now) {
                 let refilled = self.refill(cursor.take(), now).await;
                 cursor = refilled.cursor;
