@@ -156,7 +156,7 @@ async fn failures_are_replayed_on_the_schedule() {
         let gap = pair[1].at.duration_since(pair[0].at).as_millis() as u64;
         assert!(gap >= expected[n], "gap {n}: {gap} ms < {} ms", expected[n]);
         assert!(
-            gap < expected[n] + 1500,
+            gap < expected[n] + 3000,
             "gap {n}: {gap} ms, expected about {} ms",
             expected[n]
         );
@@ -334,7 +334,7 @@ async fn due_deliveries_are_sent_at_start() {
     d.restart().await;
     let calls = receiver.wait_for(2, Duration::from_secs(5)).await;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_millis(2500),
         "sent at once, not on a new schedule"
     );
     assert_eq!(
