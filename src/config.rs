@@ -146,9 +146,14 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
-    /// The socket's permission bits.
+    /// The socket's permission bits (validated at load: owner and group bits only).
     pub fn mode(&self) -> u32 {
-        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
+        self.parsed_mode().unwrap_or(0o600)
+    }
+
+    fn parsed_mode(&self) -> Option<u32> {
+        let mode = u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).ok()?;
+        (mode <= 0o777 && mode & 0o007 == 0).then_some(mode)
     }
 }
 
@@ -194,8 +199,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let mode = u32::from_str_radix(self.admin.socket_mode.trim_start_matches("0o"), 8);
-        if !matches!(mode, Ok(m) if m <= 0o777 && m & 0o007 == 0) {
+        if self.admin.parsed_mode().is_none() {
             return Err(format!(
                 "admin.socket_mode {:?} must be octal permissions without access for others, \
                  like \"0600\" or \"0660\"",

@@ -4,8 +4,6 @@
 //! milliseconds and 80 random bits, so ids sort by time as strings, which the store relies
 //! on for newest-first listings and for turning a time range into a key range.
 
-use std::fmt;
-
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const BODY_LEN: usize = 26;
 
@@ -70,15 +68,6 @@ fn encode(kind: Kind, ms: u64, random: &[u8; 10]) -> String {
         out.push(ALPHABET[index] as char);
     }
     out
-}
-
-/// Renders bytes as lowercase hex, for logs and fingerprints.
-pub struct Hex<'a>(pub &'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
 }
 
 #[cfg(test)]

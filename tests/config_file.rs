@@ -11,6 +11,15 @@ fn shipped_file_equals_defaults() {
     assert_eq!(file.to_toml(), Config::default().to_toml());
 }
 
+/// Runs `smswire check-config FILE`.
+fn check_config(file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("runs")
+}
+
 /// A wrong file is refused with an error naming the bad key.
 #[test]
 fn check_config_names_the_bad_key() {
@@ -18,22 +27,14 @@ fn check_config_names_the_bad_key() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[billing]\nenabeld = false\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .expect("runs");
+    let out = check_config(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("enabeld"), "{err}");
 
     let good = dir.join("good.toml");
     std::fs::write(&good, "[api]\nlisten = \"0.0.0.0:9000\"\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smswire"))
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .expect("runs");
+    let out = check_config(&good);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen = \"0.0.0.0:9000\""), "{text}");

@@ -20,9 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use codec::{BadPdu, FrameCodec, FrameError, status_name};
-pub use receipt::{ParsedReceipt, canonical_id, parse as parse_receipt};
-
 use super::{Receipt, Submit, SubmitOutcome};
 use crate::config::{BindMode, SmppConfig};
 use pdu::Role;
