@@ -8,7 +8,7 @@
 //! - `--quick`: a tiny smoke run for CI (well under a minute, asserts no timing, writes no
 //!   file);
 //! - `--runs N` (default 3), `--secs S` (length of one accept run, default 5),
-//!   `--e2e-secs S` (default 60), `--backlog N` (deliveries, default 1000000),
+//!   `--e2e-secs S` (default 60), `--e2e-rate R` (hold R msg/s, no search), `--backlog N` (deliveries, default 1000000),
 //!   `--drain-secs S` (longest drain, default 30), `--threads N` (the harness's tokio
 //!   workers, default 2), `--per-webhook N` (override `[webhooks] per_webhook_concurrency`
 //!   where webhooks are called, to explore; results are then not the reference ones),
@@ -48,6 +48,9 @@ pub struct Options {
     pub runs: usize,
     pub secs: f64,
     pub e2e_secs: f64,
+    /// Hold this rate in the end-to-end scenario instead of searching for one (to compare
+    /// two builds at the same load).
+    pub e2e_rate: Option<f64>,
     pub backlog: u64,
     pub drain_secs: f64,
     pub threads: usize,
@@ -65,6 +68,7 @@ impl Options {
             runs: 3,
             secs: 5.0,
             e2e_secs: 60.0,
+            e2e_rate: None,
             backlog: 1_000_000,
             drain_secs: 30.0,
             threads: 2,
@@ -89,6 +93,7 @@ impl Options {
                 "--runs" => o.runs = value("--runs")?.max(1.0) as usize,
                 "--secs" => o.secs = value("--secs")?,
                 "--e2e-secs" => o.e2e_secs = value("--e2e-secs")?,
+                "--e2e-rate" => o.e2e_rate = Some(value("--e2e-rate")?.max(1.0)),
                 "--backlog" => o.backlog = value("--backlog")? as u64,
                 "--drain-secs" => o.drain_secs = value("--drain-secs")?,
                 "--threads" => o.threads = value("--threads")?.max(1.0) as usize,
@@ -96,7 +101,7 @@ impl Options {
                 "--help" | "-h" => {
                     return Err(
                         "usage: cargo bench --bench smswire -- [SCENARIO...] [--quick] \
-                         [--runs N] [--secs S] [--e2e-secs S] [--backlog N] [--drain-secs S] \
+                         [--runs N] [--secs S] [--e2e-secs S] [--e2e-rate R] [--backlog N] [--drain-secs S] \
                          [--threads N] [--per-webhook N] [--no-write]"
                             .into(),
                     );

@@ -353,17 +353,13 @@ async fn accept(ctx: &Ctx) -> Res<Vec<Figure>> {
 
 // ---- 2. end to end -----------------------------------------------------------------------
 
-async fn e2e(ctx: &Ctx) -> Res<Vec<Figure>> {
-    let conns = 64;
+/// Short paced trials on one daemon, each rate 1.5 times the last, until the calls still
+/// owed when a trial ends exceed a quarter second of traffic; then halfway between the last
+/// rate kept up with and the first that was not. Returns 85 % of the best rate kept up with.
+/// (A closed-loop probe would not do: flooded with POSTs, the daemon spends its CPU
+/// accepting and delivers far less than it can sustain at a steady rate.)
+async fn search_e2e_rate(ctx: &Ctx, conns: usize) -> Res<f64> {
     let secs = ctx.options.e2e_secs;
-    println!("== 2. end to end: simulator with zero delays, one webhook to a local 204 receiver");
-    let mut figures = Vec::new();
-
-    // Search: short paced trials on one daemon, each rate 1.5 times the last, until the
-    // calls still owed when a trial ends exceed a quarter second of traffic; then halfway
-    // between the last rate kept up with and the first that was not. (A closed-loop probe
-    // would not do: flooded with POSTs, the daemon spends its CPU accepting and delivers far
-    // less than it can sustain at a steady rate.)
     let receiver = Receiver::start(0, Mode::Accept).await?;
     let (_search_dir, daemon, key) = fresh(ctx, "e2e-search", &ctx.hooked()).await?;
     daemon.create_webhook(&key, &receiver.url()).await?;
@@ -381,11 +377,16 @@ async fn e2e(ctx: &Ctx) -> Res<Vec<Figure>> {
         let outcome = load::run(&target, plan, Arc::new(Live::default())).await;
         check_load(&outcome, "e2e search")?;
         let owed = (2 * outcome.ok_total) as f64 - (receiver.calls() - calls_before) as f64;
-        let kept_up = owed <= rate / 2.0; // a quarter of a second of calls (two per message)
+        // Kept up: the calls owed are at most a quarter of a second of calls (two per
+        // message), and the daemon accepted what was offered (a daemon short of CPU answers
+        // POSTs late, and the pacing then sends less than the rate asked).
+        let accepted = outcome.ok_total as f64 / trial.as_secs_f64();
+        let kept_up = owed <= rate / 2.0 && accepted >= rate * 0.95;
         println!(
-            "  search: {} msg/s for {} s: {} calls owed at the end{}",
+            "  search: {} msg/s for {} s: {} accepted/s, {} calls owed at the end{}",
             number(rate),
             trial.as_secs_f64(),
+            number(accepted),
             number(owed),
             if kept_up { "" } else { " (falling behind)" }
         );
@@ -412,6 +413,23 @@ async fn e2e(ctx: &Ctx) -> Res<Vec<Figure>> {
         number(kept),
         number(rate)
     );
+
+    Ok(rate)
+}
+
+async fn e2e(ctx: &Ctx) -> Res<Vec<Figure>> {
+    let conns = 64;
+    let secs = ctx.options.e2e_secs;
+    println!("== 2. end to end: simulator with zero delays, one webhook to a local 204 receiver");
+    let mut figures = Vec::new();
+
+    let rate = match ctx.options.e2e_rate {
+        Some(rate) => {
+            println!("  holding {} msg/s (--e2e-rate) for {secs} s", number(rate));
+            rate
+        }
+        None => search_e2e_rate(ctx, conns).await?,
+    };
 
     // The held run, on a fresh daemon and receiver.
     let receiver = Receiver::start(0, Mode::Accept).await?;
@@ -544,6 +562,14 @@ async fn e2e(ctx: &Ctx) -> Res<Vec<Figure>> {
     emit(
         &mut figures,
         Figure::once("daemon CPU", "% core", daemon_cpu),
+    );
+    emit(
+        &mut figures,
+        Figure::once(
+            "daemon CPU per message completed",
+            "µs",
+            daemon_cpu / 100.0 * wall / finals_in_run.max(1) as f64 * 1e6,
+        ),
     );
     emit(
         &mut figures,
