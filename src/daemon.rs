@@ -64,6 +64,14 @@ impl Daemon {
         let waiting = store.awaiting_receipts().await.map_err(|e| e.to_string())?;
         provider.resume(waiting);
         let processor = Processor::new(store.clone(), provider.clone(), &config, metrics.clone());
+        // Weak: the store's writer must not keep the processor (and with it the store) alive.
+        let handoff = Arc::downgrade(&processor);
+        store
+            .wakers()
+            .set_jobs_handoff(Box::new(move |jobs| match handoff.upgrade() {
+                Some(p) => p.offer(jobs),
+                None => jobs,
+            }));
         tasks.push(tokio::spawn(processor.clone().run_jobs(stop.clone())));
         tasks.push(tokio::spawn(
             processor.run_receipts(receipts_rx, stop.clone()),
@@ -71,6 +79,13 @@ impl Daemon {
 
         // Webhook engine.
         let engine = Engine::new(store.clone(), &config.webhooks, metrics.clone());
+        let handoff = Arc::downgrade(&engine);
+        store
+            .wakers()
+            .set_due_handoff(Box::new(move |deliveries| match handoff.upgrade() {
+                Some(e) => e.offer(deliveries),
+                None => deliveries,
+            }));
         tasks.push(tokio::spawn(engine.run(stop.clone())));
 
         // Admin socket.

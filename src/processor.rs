@@ -3,11 +3,16 @@
 //!
 //! It owns no state that matters: everything it decides is written through the store, and
 //! what it must do next is always in the jobs table, so a restart resumes where the last
-//! commit left off. The one window of doubt (invariant 5): a segment that the provider
+//! commit left off. A new message's submit job is handed over by the writer right after
+//! its commit, with the message as committed ([`Processor::offer`]), so the common case
+//! reads nothing back; the jobs table is scanned for the rest (retries, receipt deadlines,
+//! work refused while the processor was full, and everything after a restart). The one
+//! window of doubt (invariant 5): a segment that the provider
 //! accepted but whose acceptance was not yet committed when the process died is submitted
 //! again after the restart.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +53,13 @@ pub struct Processor {
     /// Signalled when a job finishes, so the loop can take more.
     done: Notify,
     metrics: Arc<Metrics>,
+    /// Jobs of new messages handed over by the writer (see [`Processor::offer`]), already
+    /// counted in `in_flight`; the loop starts them.
+    handed: mpsc::UnboundedSender<DueJob>,
+    handed_rx: Mutex<Option<mpsc::UnboundedReceiver<DueJob>>>,
+    /// The last scan left due jobs in the table for want of room: offers are refused until
+    /// it catches up, so that new messages do not overtake older ones.
+    behind: AtomicBool,
 }
 
 impl Processor {
@@ -58,7 +70,11 @@ impl Processor {
         config: &Config,
         metrics: Arc<Metrics>,
     ) -> Arc<Processor> {
+        let (handed, handed_rx) = mpsc::unbounded_channel();
         Arc::new(Processor {
+            handed,
+            handed_rx: Mutex::new(Some(handed_rx)),
+            behind: AtomicBool::new(false),
             clock: store.clock().clone(),
             store,
             provider,
@@ -69,6 +85,29 @@ impl Processor {
             done: Notify::new(),
             metrics,
         })
+    }
+
+    /// Takes the submit jobs of messages whose creation just committed, with the message
+    /// as committed, while there is room and no older job waits in the table; returns the
+    /// others, which the scan finds there. Runs on the writer thread (see
+    /// [`crate::store::Wakers`]): it only reserves the slots and queues the jobs.
+    pub fn offer(&self, fresh: Vec<DueJob>) -> Vec<DueJob> {
+        if self.behind.load(Ordering::Relaxed) {
+            return fresh;
+        }
+        let mut left = Vec::new();
+        let mut in_flight = self.lock_in_flight();
+        for job in fresh {
+            if in_flight.len() >= MAX_IN_FLIGHT || !in_flight.insert(job.message_id.clone()) {
+                left.push(job);
+                continue;
+            }
+            if let Err(mpsc::error::SendError(job)) = self.handed.send(job) {
+                // The loop has stopped: the job stays in the table for the next start.
+                in_flight.remove(&job.message_id);
+            }
+        }
+        left
     }
 
     /// Runs due jobs until `shutdown` turns true, then waits for the jobs in flight.
@@ -83,8 +122,21 @@ impl Processor {
         let mut last_rescan = std::time::Instant::now();
         let mut scan_now = true;
         let mut wake_at: Option<u64> = None;
+        let taken = self
+            .handed_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut handed) = taken else {
+            tracing::error!("the processor loop was started twice");
+            return;
+        };
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
+            while let Ok(job) = handed.try_recv() {
+                let this = self.clone();
+                tasks.spawn(async move { this.run_job(job).await });
+            }
             if last_rescan.elapsed() >= RESCAN {
                 cursor = None;
                 last_rescan = std::time::Instant::now();
@@ -102,6 +154,10 @@ impl Processor {
                 Duration::from_millis(t.saturating_sub(self.clock.now_ms())).min(RESCAN)
             });
             tokio::select! {
+                Some(job) = handed.recv() => {
+                    let this = self.clone();
+                    tasks.spawn(async move { this.run_job(job).await });
+                }
                 _ = self.store.wakers().jobs.notified() => scan_now = true,
                 _ = self.done.notified() => scan_now = wake_at.is_some_and(|t| t <= self.clock.now_ms()),
                 _ = tokio::time::sleep(sleep) => {}
@@ -123,6 +179,7 @@ impl Processor {
         let capacity = MAX_IN_FLIGHT.saturating_sub(running);
         if capacity == 0 {
             // Full: a finishing job wakes the loop, which then looks again at once.
+            self.behind.store(true, Ordering::Relaxed);
             return (cursor, Some(now), false);
         }
         let (jobs, next) = match self.store.due_jobs(cursor.clone(), now, capacity).await {
@@ -140,6 +197,8 @@ impl Processor {
                 tasks.spawn(async move { this.run_job(job).await });
             }
         }
+        self.behind
+            .store(next.is_some_and(|t| t <= now), Ordering::Relaxed);
         match next {
             // More is due now: go on while there is room.
             Some(t) if t <= now => (cursor, Some(t), self.lock_in_flight().len() < MAX_IN_FLIGHT),
@@ -154,7 +213,7 @@ impl Processor {
 
     async fn run_job(self: Arc<Self>, job: DueJob) {
         let result = match job.job {
-            Job::Submit => self.submit(&job.message_id).await,
+            Job::Submit => self.submit(&job.message_id, job.message).await,
             Job::Expire => self.expire(&job.message_id).await,
         };
         if let Err(e) = result {
@@ -165,10 +224,17 @@ impl Processor {
         self.done.notify_one();
     }
 
-    /// Validates, charges once, and submits every segment not yet accepted.
-    async fn submit(&self, id: &str) -> Result<(), StoreError> {
-        let Some(message) = self.store.message(id.to_string()).await? else {
-            return Ok(());
+    /// Validates, charges once, and submits every segment not yet accepted. `handed` is
+    /// the message as its creation committed it, when the writer handed the job over;
+    /// otherwise it is read now, after the job was claimed, so that it includes what the
+    /// job's previous run committed.
+    async fn submit(&self, id: &str, handed: Option<Message>) -> Result<(), StoreError> {
+        let message = match handed {
+            Some(m) => m,
+            None => match self.store.message(id.to_string()).await? {
+                Some(m) => m,
+                None => return Ok(()),
+            },
         };
         if message.status.is_final() {
             return Ok(());

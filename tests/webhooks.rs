@@ -244,6 +244,48 @@ async fn dead_receiver_does_not_slow_a_healthy_one() {
     );
 }
 
+/// More deliveries than a webhook's in-memory queue holds: the writer's hand-off is
+/// refused once the dead webhook's queue is full, the rest wait in the due table, and the
+/// healthy webhook still gets every one of its deliveries exactly once, through the table
+/// scan as well as the hand-off.
+#[tokio::test]
+async fn a_full_queue_overflows_to_the_table_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = Receiver::start(vec![], Reply::Hang).await;
+    let healthy = Receiver::start(vec![], Reply::Status(204)).await;
+    let mut c = config(dir.path(), &[60_000]);
+    c.webhooks.timeout = Duration::from_secs(30);
+    c.webhooks.per_webhook_concurrency = 1;
+    let d = TestDaemon::start(c, dir.path()).await;
+    let key = d.account("100").await;
+    d.webhook(&key, &dead.url("/dead")).await;
+    d.webhook(&key, &healthy.url("/ok")).await;
+
+    // 2 events per message (sent, delivered): 1,200 deliveries per webhook, over twice
+    // the queue's 512.
+    let messages = 600;
+    for _ in 0..messages {
+        d.send_sms(&key, "590690112233", "x").await;
+    }
+    let got = healthy
+        .wait_for(2 * messages, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = healthy.received().len().max(got.len());
+    let ids: std::collections::HashSet<String> = healthy
+        .received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(got, 2 * messages, "each delivery called once");
+    assert_eq!(ids.len(), 2 * messages, "every delivery has its own id");
+    assert_eq!(
+        dead.received().len(),
+        1,
+        "one call holds the dead webhook's slot"
+    );
+}
+
 /// Internal addresses are refused at registration unless a configured network allows them.
 #[tokio::test]
 async fn internal_urls_are_refused_unless_allowed() {

@@ -34,6 +34,9 @@ pub struct DueDelivery {
 #[derive(Debug, Default)]
 pub struct DueScan {
     pub due: Vec<DueDelivery>,
+    /// The key of the last entry looked at (returned or skipped): where the next scan
+    /// goes on from.
+    pub last: Option<(u64, String)>,
     /// The due time of the first entry not returned, when there is one: not due yet, or
     /// past the limit.
     pub next: Option<u64>,
@@ -171,14 +174,16 @@ impl Tx<'_> {
 
 impl Store {
     /// Up to `limit` deliveries due at `now_ms`, in due order, after the key `after` (from
-    /// the start when `None`), each with its record and webhook. A caller reading from a
-    /// cursor steps it back to [`super::Wakers::take_due_floor`] when an entry was written
-    /// behind it.
+    /// the start when `None`), each with its record and webhook, leaving out those for
+    /// which `skip` (given the delivery id) is true: the caller's own, already in hand, are
+    /// passed over without reading their records. A caller reading from a cursor steps it
+    /// back to [`super::Wakers::take_due_floor`] when an entry was written behind it.
     pub async fn due_deliveries(
         &self,
         after: Option<(u64, String)>,
         now_ms: u64,
         limit: usize,
+        skip: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<DueScan, StoreError> {
         self.read(move |r| {
             let due = r.open_table(DUE)?;
@@ -193,6 +198,10 @@ impl Store {
                 if due_ms > now_ms || scan.due.len() == limit {
                     scan.next = Some(due_ms);
                     break;
+                }
+                scan.last = Some((due_ms, id.to_string()));
+                if skip(id) {
+                    continue;
                 }
                 let Some(v) = deliveries.get(id)? else {
                     continue;

@@ -115,10 +115,19 @@ pub fn step_back(cursor: Option<(u64, String)>, floor: Option<u64>) -> Option<(u
     }
 }
 
+/// Takes work that a commit just wrote straight to the loop that does it; returns what it
+/// did not take. Called on the writer thread after the commit, so it must not block.
+pub type Handoff<T> = Box<dyn Fn(Vec<T>) -> Vec<T> + Send + Sync>;
+
 /// Wakes the loops that wait on the store's queues when a commit added work to them, and
 /// tells them the earliest due time written since they last asked, so that a scan reading
 /// from a cursor can step back when something was written behind it.
-#[derive(Debug)]
+///
+/// New messages and new deliveries are first offered to the processor and to the webhook
+/// engine through the hand-offs, with the records the commit wrote: what they take they run
+/// without reading it back, and without a scan of the queue. What they refuse (their
+/// memory is full) only moves the floor, and is read from the table like any other entry.
+/// The tables stay the one truth: a hand-off is lost with the process, the entry is not.
 pub struct Wakers {
     /// A processing job was added or moved.
     pub jobs: Notify,
@@ -126,6 +135,8 @@ pub struct Wakers {
     pub due: Notify,
     jobs_floor: std::sync::atomic::AtomicU64,
     due_floor: std::sync::atomic::AtomicU64,
+    jobs_handoff: std::sync::OnceLock<Handoff<DueJob>>,
+    due_handoff: std::sync::OnceLock<Handoff<DueDelivery>>,
 }
 
 impl Default for Wakers {
@@ -135,6 +146,8 @@ impl Default for Wakers {
             due: Notify::new(),
             jobs_floor: std::sync::atomic::AtomicU64::new(u64::MAX),
             due_floor: std::sync::atomic::AtomicU64::new(u64::MAX),
+            jobs_handoff: std::sync::OnceLock::new(),
+            due_handoff: std::sync::OnceLock::new(),
         }
     }
 }
@@ -154,6 +167,35 @@ impl Wakers {
             .due_floor
             .swap(u64::MAX, std::sync::atomic::Ordering::SeqCst);
         (v != u64::MAX).then_some(v)
+    }
+
+    /// Where the submit jobs of new messages go after their commit (the processor). Set
+    /// once; a second call is ignored.
+    pub fn set_jobs_handoff(&self, handoff: Handoff<DueJob>) {
+        let _ = self.jobs_handoff.set(handoff);
+    }
+
+    /// Where new deliveries go after their commit (the webhook engine). Set once.
+    pub fn set_due_handoff(&self, handoff: Handoff<DueDelivery>) {
+        let _ = self.due_handoff.set(handoff);
+    }
+
+    /// Offers fresh jobs; returns the earliest due time of those refused.
+    fn offer_jobs(&self, jobs: Vec<DueJob>) -> Option<u64> {
+        let left = match self.jobs_handoff.get() {
+            Some(take) if !jobs.is_empty() => take(jobs),
+            _ => jobs,
+        };
+        left.iter().map(|j| j.due_ms).min()
+    }
+
+    /// Offers fresh deliveries; returns the earliest due time of those refused.
+    fn offer_deliveries(&self, deliveries: Vec<DueDelivery>) -> Option<u64> {
+        let left = match self.due_handoff.get() {
+            Some(take) if !deliveries.is_empty() => take(deliveries),
+            _ => deliveries,
+        };
+        left.iter().map(|d| d.due_ms).min()
     }
 }
 

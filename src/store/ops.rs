@@ -7,9 +7,9 @@
 
 use redb::ReadableTable;
 
-use super::StoreError;
 use super::tables::{decode, encode};
 use super::writer::Tx;
+use super::{DueDelivery, DueJob, StoreError};
 use crate::ids::{self, Kind};
 use crate::model::{
     Account, ApiKey, Delivery, DeliveryState, EVENT_SMS_STATUS, EventPayload, IdempotentReply, Job,
@@ -169,7 +169,7 @@ impl Tx<'_> {
             }
         }
 
-        for hook in hooks.iter().filter(|h| h.wants(EVENT_SMS_STATUS)) {
+        for hook in hooks.into_iter().filter(|h| h.wants(EVENT_SMS_STATUS)) {
             let id = ids::new(Kind::Delivery, self.now_ms);
             let payload = EventPayload {
                 data: [&view],
@@ -194,7 +194,12 @@ impl Tx<'_> {
             self.webhook_deliveries
                 .insert((hook.id.as_str(), did), ())?;
             self.due.insert((self.now_ms, did), ())?;
-            self.delivery_queued(self.now_ms);
+            // Offered to the engine after the commit rather than announced to its scan.
+            self.fresh_deliveries.push(DueDelivery {
+                due_ms: self.now_ms,
+                delivery,
+                webhook: Some(hook),
+            });
         }
         Ok(())
     }
@@ -270,9 +275,12 @@ impl Tx<'_> {
         }
 
         // The batch's time, not the request's: keys must grow in commit order (see
-        // `Store::due_jobs`).
+        // `Store::due_jobs`). The job is offered to the processor after the commit rather
+        // than announced to its scan (see `Wakers`).
         let due = self.now_ms;
-        self.set_job(&mut message, Some((due, Job::Submit)))?;
+        self.jobs
+            .insert((due, message.id.as_str()), encode(&Job::Submit).as_slice())?;
+        message.job_due_ms = Some(due);
         self.put_message(&message)?;
         self.account_messages
             .insert((account.as_str(), message.id.as_str()), ())?;
@@ -291,6 +299,12 @@ impl Tx<'_> {
                 encode(&reply).as_slice(),
             )?;
         }
+        self.fresh_jobs.push(DueJob {
+            due_ms: due,
+            message_id: message.id.clone(),
+            job: Job::Submit,
+            message: Some(message),
+        });
         Ok(Created::New(response))
     }
 

@@ -34,6 +34,10 @@ pub struct DueJob {
     pub due_ms: u64,
     pub message_id: String,
     pub job: Job,
+    /// The message as its creation committed it, when the job was handed over by the
+    /// writer (see [`super::Wakers`]); `None` when read from the table, where it may be
+    /// older than the job's last run and must be read again once the job is claimed.
+    pub message: Option<Message>,
 }
 
 /// Most index rows one listing looks at before it returns a shorter page with a cursor, so
@@ -175,6 +179,7 @@ impl Store {
                     due_ms,
                     message_id: message_id.to_string(),
                     job: decode(value.value())?,
+                    message: None,
                 });
             }
             Ok((due, None))

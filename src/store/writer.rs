@@ -8,7 +8,7 @@ use redb::{Database, Durability, Table, WriteTransaction};
 use tokio::sync::mpsc;
 
 use super::tables::*;
-use super::{StoreError, Wakers};
+use super::{DueDelivery, DueJob, StoreError, Wakers};
 use crate::clock::SharedClock;
 
 /// Tells a caller how its transaction ended; called after the commit (or the rollback).
@@ -39,6 +39,11 @@ pub struct Tx<'t> {
     pub(super) jobs_changed: Option<u64>,
     /// The earliest due time of a delivery queued or moved, so the scheduler looks again.
     pub(super) due_changed: Option<u64>,
+    /// Submit jobs of messages created in this batch, offered to the processor after the
+    /// commit (see [`Wakers`]).
+    pub(super) fresh_jobs: Vec<DueJob>,
+    /// Deliveries created in this batch, offered to the webhook engine after the commit.
+    pub(super) fresh_deliveries: Vec<DueDelivery>,
 }
 
 impl Tx<'_> {
@@ -70,6 +75,8 @@ impl<'t> Tx<'t> {
             idempotency: txn.open_table(IDEMPOTENCY)?,
             jobs_changed: None,
             due_changed: None,
+            fresh_jobs: Vec::new(),
+            fresh_deliveries: Vec::new(),
         })
     }
 }
@@ -112,11 +119,18 @@ fn run(
         last_now = clock.now_ms().max(last_now);
         let changed = commit_batch(db, batch.drain(..), last_now);
         tracing::trace!(size, "write batch committed");
-        if let Some(earliest) = changed.jobs {
+        // Offered after the commit: the loops may act on them at once. What they refuse is
+        // found by their next scan, which starts no later than its due time.
+        let jobs = min_option(changed.jobs, wakers.offer_jobs(changed.fresh_jobs));
+        let due = min_option(
+            changed.due,
+            wakers.offer_deliveries(changed.fresh_deliveries),
+        );
+        if let Some(earliest) = jobs {
             wakers.jobs_floor.fetch_min(earliest, Ordering::SeqCst);
             wakers.jobs.notify_one();
         }
-        if let Some(earliest) = changed.due {
+        if let Some(earliest) = due {
             wakers.due_floor.fetch_min(earliest, Ordering::SeqCst);
             wakers.due.notify_one();
         }
@@ -124,11 +138,21 @@ fn run(
     tracing::debug!("writer stopped: every store handle is gone");
 }
 
-/// Which queues a committed batch changed, and the earliest due time it wrote in each.
-#[derive(Debug, Default, Clone, Copy)]
+fn min_option(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Which queues a committed batch changed, the earliest due time it wrote in each, and the
+/// new work to offer to the loops (empty when the batch rolled back).
+#[derive(Default)]
 struct Changed {
     jobs: Option<u64>,
     due: Option<u64>,
+    fresh_jobs: Vec<DueJob>,
+    fresh_deliveries: Vec<DueDelivery>,
 }
 
 /// Runs a batch in one transaction; returns which queues it changed.
@@ -150,6 +174,8 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
             changed = Changed {
                 jobs: tx.jobs_changed,
                 due: tx.due_changed,
+                fresh_jobs: std::mem::take(&mut tx.fresh_jobs),
+                fresh_deliveries: std::mem::take(&mut tx.fresh_deliveries),
             };
         }
         if any_failed {
@@ -162,7 +188,6 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
         Ok(changed)
     })();
 
-    let changed = outcome.as_ref().copied().unwrap_or_default();
     if let Err(e) = &outcome {
         tracing::error!(error = %e, ops = completions.len(), "write batch rolled back");
     }
@@ -174,5 +199,5 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
             Err(e) => Err(StoreError::Storage(e.to_string())),
         });
     }
-    changed
+    outcome.unwrap_or_default()
 }

@@ -1,11 +1,14 @@
 //! The webhook engine: a timer on the due queue, signed calls, the replay schedule.
 //!
 //! Deliveries are written by the store in the same transaction as the status change that
-//! causes them (the outbox); this module only sends them. The scheduler reads due entries
-//! of the due table in order, from a cursor so that each is read once (the cursor steps back
-//! when the writer reports an entry written behind it), and claims them
-//! into a short in-memory queue per webhook; it sleeps until the next entry is due, the
-//! writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
+//! causes them (the outbox); this module only sends them. A new delivery is handed over by
+//! the writer right after its commit ([`Engine::offer`]) and goes into a short in-memory
+//! queue per webhook without being read back; when there is no room, or older entries
+//! still wait, the offer is refused and the entry is found in the table. The scheduler
+//! reads due entries of the due table in order, from a cursor so that each is read once
+//! (the cursor steps back when the writer reports an entry written behind it), passing
+//! over those already claimed, and claims the others into the same queues; it sleeps
+//! until the next entry is due, the writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
 //! per webhook, so that one slow or dead receiver holds only its own slots. A webhook's
 //! queue is capped; when a slow webhook's queue is full its further due entries are moved
 //! later in the table (by about the time the queue needs to drain), so waiting deliveries
@@ -96,6 +99,10 @@ struct Queues {
     call_ms: HashMap<String, f64>,
     /// The webhook whose full queue stopped the last scan, if one did.
     blocked_on: Option<String>,
+    /// The last scan left due entries in the table (no room, or a busy queue): new
+    /// deliveries offered by the writer are refused until a scan catches up, so that they
+    /// queue behind the older ones instead of overtaking them.
+    behind: bool,
 }
 
 impl Queues {
@@ -140,6 +147,33 @@ impl Engine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes deliveries that a commit just wrote (see [`crate::store::Wakers`]) while
+    /// there is room and no older due entry waits in the table; returns the others, which
+    /// the scan finds there. Runs on the writer thread: it only touches the queues.
+    pub fn offer(&self, fresh: Vec<DueDelivery>) -> Vec<DueDelivery> {
+        let mut left = Vec::new();
+        let mut took = false;
+        {
+            let mut q = self.lock();
+            for d in fresh {
+                let webhook = &d.delivery.webhook_id;
+                let room = !q.behind
+                    && q.claimed.len() < MAX_CLAIMED
+                    && q.waiting.get(webhook).is_none_or(|w| w.len() < QUEUE_CAP);
+                if room && q.claimed.insert(d.delivery.id.clone()) {
+                    q.waiting.entry(webhook.clone()).or_default().push_back(d);
+                    took = true;
+                } else {
+                    left.push(d);
+                }
+            }
+        }
+        if took {
+            self.done.notify_one();
+        }
+        left
     }
 
     /// Runs the scheduler until `shutdown` turns true, then lets attempts in flight finish.
@@ -187,9 +221,10 @@ impl Engine {
     }
 
     /// Claims due entries after `cursor`.
-    async fn refill(&self, cursor: Option<(u64, String)>, now: u64) -> Refill {
+    async fn refill(self: &Arc<Self>, cursor: Option<(u64, String)>, now: u64) -> Refill {
         let room = MAX_CLAIMED.saturating_sub(self.lock().claimed.len());
         if room == 0 {
+            self.lock().behind = true;
             return Refill {
                 cursor,
                 wake_at: None,
@@ -197,9 +232,13 @@ impl Engine {
                 due_left: true,
             };
         }
+        // Entries already claimed (handed over by the writer, or found by an earlier scan)
+        // are passed over without reading their records.
+        let this = self.clone();
+        let claimed = move |id: &str| this.lock().claimed.contains(id);
         let scan = match self
             .store
-            .due_deliveries(cursor.clone(), now, room.min(SCAN_BATCH))
+            .due_deliveries(cursor.clone(), now, room.min(SCAN_BATCH), claimed)
             .await
         {
             Ok(scan) => scan,
@@ -261,7 +300,11 @@ impl Engine {
             }
         }
 
+        if !blocked && scan.last > cursor {
+            cursor = scan.last;
+        }
         let due_left = blocked || scan.next.is_some_and(|t| t <= now);
+        self.lock().behind = due_left;
         let wake_at = scan.next.filter(|&t| t > now);
         Refill {
             cursor,
