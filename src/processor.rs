@@ -41,6 +41,16 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 const UNKNOWN_RECEIPT_RETRY: Duration = Duration::from_millis(200);
 const UNKNOWN_RECEIPT_TRIES: u32 = 25;
 
+/// What validating and charging a message came to.
+enum Charge {
+    /// Charged now: nothing of it was submitted before.
+    Charged,
+    /// An earlier run charged it: what that run submitted must be read before going on.
+    Earlier,
+    /// It ended here (invalid number, short balance) or was already final or gone.
+    Ended,
+}
+
 /// The processor's shared parts.
 pub struct Processor {
     store: Store,
@@ -182,7 +192,14 @@ impl Processor {
             self.behind.store(true, Ordering::Relaxed);
             return (cursor, Some(now), false);
         }
-        let (jobs, next) = match self.store.due_jobs(cursor.clone(), now, capacity).await {
+        // Messages are read with the scan, except for jobs already running.
+        let this = self.clone();
+        let idle = move |id: &str| !this.lock_in_flight().contains(id);
+        let (jobs, next) = match self
+            .store
+            .due_jobs(cursor.clone(), now, capacity, idle)
+            .await
+        {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the jobs table");
@@ -224,12 +241,15 @@ impl Processor {
         self.done.notify_one();
     }
 
-    /// Validates, charges once, and submits every segment not yet accepted. `handed` is
-    /// the message as its creation committed it, when the writer handed the job over;
-    /// otherwise it is read now, after the job was claimed, so that it includes what the
-    /// job's previous run committed.
-    async fn submit(&self, id: &str, handed: Option<Message>) -> Result<(), StoreError> {
-        let message = match handed {
+    /// Validates, charges once, and submits every segment not yet accepted.
+    ///
+    /// `given` is the message handed over with the job (by the writer, or read by the
+    /// scan). It may predate what an earlier run of the same job committed, so it is used
+    /// only while it shows the message uncharged: the charge, in the writer, then says
+    /// whether that is still true. Otherwise the message is read now, after the job was
+    /// claimed, which includes everything the job's previous runs committed.
+    async fn submit(&self, id: &str, given: Option<Message>) -> Result<(), StoreError> {
+        let mut message = match given.filter(|m| !m.charged) {
             Some(m) => m,
             None => match self.store.message(id.to_string()).await? {
                 Some(m) => m,
@@ -239,8 +259,15 @@ impl Processor {
         if message.status.is_final() {
             return Ok(());
         }
-        if !message.charged && !self.validate_and_charge(&message).await? {
-            return Ok(());
+        if !message.charged {
+            match self.validate_and_charge(&message).await? {
+                Charge::Charged => {}
+                Charge::Ended => return Ok(()),
+                Charge::Earlier => match self.store.message(id.to_string()).await? {
+                    Some(m) if !m.status.is_final() => message = m,
+                    _ => return Ok(()),
+                },
+            }
         }
 
         let split = segments::split(&message.body);
@@ -269,8 +296,8 @@ impl Processor {
         Ok(())
     }
 
-    /// Checks the recipient and debits the balance; `false` when the message ended here.
-    async fn validate_and_charge(&self, m: &Message) -> Result<bool, StoreError> {
+    /// Checks the recipient and debits the balance.
+    async fn validate_and_charge(&self, m: &Message) -> Result<Charge, StoreError> {
         let id = m.id.clone();
         if !number::is_valid_recipient(&m.to) {
             tracing::debug!(sms_id = %id, "invalid recipient");
@@ -281,7 +308,7 @@ impl Processor {
             {
                 self.metrics.message_final("errored");
             }
-            return Ok(false);
+            return Ok(Charge::Ended);
         }
         let price = self.prices.price(&m.to, m.segments.len());
         let billing = self.billing;
@@ -289,13 +316,15 @@ impl Processor {
             .store
             .write(move |tx| tx.charge(&id, price, billing))
             .await?;
-        if outcome == ChargeOutcome::Insufficient {
-            self.metrics.message_final("errored");
-        }
-        Ok(matches!(
-            outcome,
-            ChargeOutcome::Charged | ChargeOutcome::AlreadyDone { charged: true }
-        ))
+        Ok(match outcome {
+            ChargeOutcome::Charged => Charge::Charged,
+            ChargeOutcome::AlreadyDone { charged: true } => Charge::Earlier,
+            ChargeOutcome::AlreadyDone { charged: false } => Charge::Ended,
+            ChargeOutcome::Insufficient => {
+                self.metrics.message_final("errored");
+                Charge::Ended
+            }
+        })
     }
 
     /// Submits one segment and records the answer; `false` when the others must wait.

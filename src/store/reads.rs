@@ -34,9 +34,10 @@ pub struct DueJob {
     pub due_ms: u64,
     pub message_id: String,
     pub job: Job,
-    /// The message as its creation committed it, when the job was handed over by the
-    /// writer (see [`super::Wakers`]); `None` when read from the table, where it may be
-    /// older than the job's last run and must be read again once the job is claimed.
+    /// The message, as its creation committed it when the writer handed the job over (see
+    /// [`super::Wakers`]), or as a scan read it. A scan's copy may be older than what a run
+    /// of the same job committed meanwhile: the processor trusts it only while it shows
+    /// the message not yet charged, which the charge itself then checks in the writer.
     pub message: Option<Message>,
 }
 
@@ -157,14 +158,16 @@ impl Store {
     }
 
     /// Up to `limit` processing jobs due at `now_ms`, earliest first, after the key `after`
-    /// (from the start when `None`), and the due time of the first job after them. A caller
-    /// reading from a cursor steps it back to [`super::Wakers::take_jobs_floor`] when a job
-    /// was written behind it.
+    /// (from the start when `None`), and the due time of the first job after them. Submit
+    /// jobs for which `want_message` (given the message id) is true come with their message,
+    /// read in the same transaction. A caller reading from a cursor steps it back to
+    /// [`super::Wakers::take_jobs_floor`] when a job was written behind it.
     pub async fn due_jobs(
         &self,
         after: Option<(u64, String)>,
         now_ms: u64,
         limit: usize,
+        want_message: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<(Vec<DueJob>, Option<u64>), StoreError> {
         self.read(move |r| {
             let t = r.open_table(JOBS)?;
@@ -175,11 +178,16 @@ impl Store {
                 if due_ms > now_ms || due.len() == limit {
                     return Ok((due, Some(due_ms)));
                 }
+                let job = decode(value.value())?;
+                let message = match job {
+                    Job::Submit if want_message(message_id) => message(r, message_id)?,
+                    _ => None,
+                };
                 due.push(DueJob {
                     due_ms,
                     message_id: message_id.to_string(),
-                    job: decode(value.value())?,
-                    message: None,
+                    job,
+                    message,
                 });
             }
             Ok((due, None))
