@@ -1194,6 +1194,10 @@ async fn kannel(ctx: &Ctx) -> Res<Result<Vec<Figure>, String>> {
         drop(smsc);
     }
     let ratio = median(&ours) / median(&theirs);
+    // Some Kannel runs stall (a few hundred msg/s with the CPU idle), which lowers its
+    // median: the ratio against its best run is the conservative one.
+    let best = theirs.iter().copied().fold(0.0f64, f64::max);
+    let ratio_best = median(&ours) / best.max(1.0);
     let mut figures = Vec::new();
     emit(
         &mut figures,
@@ -1212,6 +1216,12 @@ async fn kannel(ctx: &Ctx) -> Res<Result<Vec<Figure>, String>> {
     emit(
         &mut figures,
         Figure::once("smswire / Kannel", "x", ratio).goal(Goal::AtLeast(1.25)),
+    );
+    emit(
+        &mut figures,
+        Figure::once("smswire / Kannel's best run", "x", ratio_best)
+            .goal(Goal::AtLeast(1.25))
+            .note("median of smswire's runs over Kannel's fastest"),
     );
     Ok(Ok(figures))
 }
