@@ -10,9 +10,11 @@
 //! over those already claimed, and claims the others into the same queues; it sleeps
 //! until the next entry is due, the writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
 //! per webhook, so that one slow or dead receiver holds only its own slots. A webhook's
-//! queue is capped; when a slow webhook's queue is full its further due entries are moved
-//! later in the table (by about the time the queue needs to drain), so waiting deliveries
-//! cost disk, not memory, and do not hold up the entries of other webhooks behind them.
+//! queue is capped; when a slow webhook's queue is full and other webhooks are waiting or
+//! active, its further due entries are moved later in the table (by about the time the
+//! queue needs to drain), so waiting deliveries cost disk, not memory, and do not hold up
+//! the entries of other webhooks behind them. When no other webhook would gain, the scan
+//! waits for the queue instead, so a lone dead receiver's backlog is not rewritten.
 //!
 //! A call's slot is freed as soon as the receiver has answered; the result is then
 //! committed. Until that commit the delivery stays claimed, and a crash before it leaves
@@ -99,10 +101,12 @@ struct Queues {
     call_ms: HashMap<String, f64>,
     /// The webhook whose full queue stopped the last scan, if one did.
     blocked_on: Option<String>,
-    /// The last scan left due entries in the table (no room, or a busy queue): new
-    /// deliveries offered by the writer are refused until a scan catches up, so that they
-    /// queue behind the older ones instead of overtaking them.
-    behind: bool,
+    /// Webhooks whose due entries the last scan left in the table: new deliveries for them
+    /// offered by the writer are refused until a scan catches up, so that they queue
+    /// behind the older ones instead of overtaking them.
+    behind: HashSet<String>,
+    /// When each webhook last had a call finish: whether others are active.
+    last_call: HashMap<String, Instant>,
 }
 
 impl Queues {
@@ -112,6 +116,13 @@ impl Queues {
         self.blocked_on
             .as_ref()
             .is_none_or(|w| self.waiting.get(w).map_or(0, VecDeque::len) < QUEUE_CAP / 2)
+    }
+
+    /// Whether a webhook other than `webhook` had a call finish lately.
+    fn others_active(&self, webhook: &str) -> bool {
+        self.last_call
+            .iter()
+            .any(|(w, at)| w != webhook && at.elapsed() < MAX_DEFER)
     }
 
     /// How long `webhook`'s waiting queue needs to drain at its recent pace.
@@ -159,7 +170,7 @@ impl Engine {
             let mut q = self.lock();
             for d in fresh {
                 let webhook = &d.delivery.webhook_id;
-                let room = !q.behind
+                let room = !q.behind.contains(webhook)
                     && q.claimed.len() < MAX_CLAIMED
                     && q.waiting.get(webhook).is_none_or(|w| w.len() < QUEUE_CAP);
                 if room && q.claimed.insert(d.delivery.id.clone()) {
@@ -224,7 +235,6 @@ impl Engine {
     async fn refill(self: &Arc<Self>, cursor: Option<(u64, String)>, now: u64) -> Refill {
         let room = MAX_CLAIMED.saturating_sub(self.lock().claimed.len());
         if room == 0 {
-            self.lock().behind = true;
             return Refill {
                 cursor,
                 wake_at: None,
@@ -255,7 +265,16 @@ impl Engine {
 
         let mut cursor = cursor;
         let mut slow_overflow: HashMap<String, Vec<(u64, String)>> = HashMap::new();
-        let mut blocked = false;
+        let mut blocked_on = None;
+        // Moving a slow webhook's overflow later is worth its writes only when it lets
+        // something else through: another webhook's entries in this batch, or another
+        // webhook active lately. With one webhook (or one that is alone in the queue), the
+        // scan waits for its queue instead, and a dead receiver's backlog is left alone.
+        let first_webhook = scan.due.first().map(|d| d.delivery.webhook_id.clone());
+        let mixed = scan
+            .due
+            .iter()
+            .any(|d| Some(&d.delivery.webhook_id) != first_webhook.as_ref());
         {
             let mut q = self.lock();
             for d in scan.due {
@@ -270,9 +289,11 @@ impl Engine {
                     .get(&webhook)
                     .is_some_and(|w| w.len() >= QUEUE_CAP);
                 if full {
-                    if q.drain_time(&webhook, self.per_webhook) <= FAST_DRAIN {
-                        // Its queue empties soon: wait here rather than move entries.
-                        blocked = true;
+                    let others = mixed || q.others_active(&webhook);
+                    if !others || q.drain_time(&webhook, self.per_webhook) <= FAST_DRAIN {
+                        // Its queue empties soon, or nothing else waits: wait here rather
+                        // than move entries.
+                        blocked_on = Some(webhook);
                         break;
                     }
                     slow_overflow.entry(webhook).or_default().push(key.clone());
@@ -300,11 +321,17 @@ impl Engine {
             }
         }
 
+        let blocked = blocked_on.is_some();
         if !blocked && scan.last > cursor {
             cursor = scan.last;
         }
         let due_left = blocked || scan.next.is_some_and(|t| t <= now);
-        self.lock().behind = due_left;
+        {
+            let mut q = self.lock();
+            q.behind.clear();
+            q.behind.extend(blocked_on.clone());
+            q.blocked_on = blocked_on;
+        }
         let wake_at = scan.next.filter(|&t| t > now);
         Refill {
             cursor,
@@ -351,6 +378,12 @@ impl Engine {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             let avg = q.call_ms.entry(webhook.clone()).or_insert(ms);
             *avg = *avg * 0.9 + ms * 0.1;
+            match q.last_call.get_mut(&webhook) {
+                Some(at) => *at = Instant::now(),
+                None => {
+                    q.last_call.insert(webhook.clone(), Instant::now());
+                }
+            }
             q.calls -= 1;
             if let Some(n) = q.calling.get_mut(&webhook) {
                 *n -= 1;
