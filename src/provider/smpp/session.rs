@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +24,9 @@ use super::pdu::{self, Delivered, Role};
 use super::receipt::canonical_id;
 use crate::config::SmppConfig;
 use crate::provider::{Receipt, Submit, SubmitOutcome};
+
+/// Rounds of already-ready work taken after each event before the writes are flushed.
+const READY_BATCH: usize = 64;
 
 /// How long a receipt may take to be committed before its `deliver_sm_resp` is sent anyway
 /// (with an error status, so the SMSC tries again later).
@@ -192,6 +195,11 @@ impl Session {
         let mut unbind_sent = false;
         let per_segment =
             (config.throughput > 0).then(|| Duration::from_secs(1) / config.throughput);
+        // Submits past their deadline are looked for this often rather than at each one's
+        // exact deadline: a tenth of the timeout late at most, and no timer per submit.
+        let check_every =
+            (config.response_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut next_check = Instant::now() + check_every;
 
         loop {
             if requests.is_some() {
@@ -212,40 +220,25 @@ impl Session {
                 }
             }
 
-            let can_send =
-                stopping.is_none() && requests.is_some() && self.pending.len() < config.window;
+            let can_send = self.can_send(&requests, stopping.is_some());
             let throttled = self.next_send > Instant::now();
-            let deadline = self.next_deadline(next_enquiry, stopping);
+            let deadline = self.next_deadline(next_enquiry, next_check, stopping);
 
             tokio::select! {
-                frame = link.next() => match frame {
-                    None => return End::Lost("closed by the SMSC".into()),
-                    Some(Err(e)) => return End::Lost(e.to_string()),
-                    Some(Ok(Err(bad))) => {
-                        tracing::warn!(command_id = bad.command_id, sequence = bad.sequence_number, reason = %bad.reason, "malformed PDU from the SMSC");
-                        if let Some(end) = self.on_bad_pdu(&mut link, bad).await {
-                            return end;
-                        }
+                frame = link.next() => {
+                    if let Some(end) = self.on_frame(&mut link, frame, stopping.is_some()).await {
+                        return end;
                     }
-                    Some(Ok(Ok(cmd))) => {
-                        if let Some(end) = self.on_command(&mut link, cmd, stopping.is_some()).await {
-                            return end;
-                        }
-                    }
-                },
+                }
                 request = next_request(&mut requests), if can_send && !throttled => {
                     let Some(request) = request else { requests = None; continue };
-                    if let Err(e) = self.send_submit(&mut link, request).await {
+                    if let Err(e) = self.send_submit(&mut link, request, per_segment).await {
                         return End::Lost(e);
-                    }
-                    if let Some(gap) = per_segment {
-                        self.next_send = self.next_send.max(Instant::now() - gap) + gap;
                     }
                 }
                 _ = sleep_until(self.next_send), if can_send && throttled => {}
                 Some((seq, status)) = self.acks_rx.recv() => {
-                    let resp = Command::new(status, seq, rusmpp::pdus::DeliverSmResp::default());
-                    if let Err(e) = link.send(resp).await {
+                    if let Err(e) = link.feed(deliver_resp(seq, status)).await {
                         return End::Lost(e.to_string());
                     }
                 }
@@ -256,38 +249,130 @@ impl Session {
                     }
                     if next_enquiry <= now && self.enquiry.is_none() {
                         let seq = self.sequence();
-                        if let Err(e) = link.send(pdu::bare(Pdu::EnquireLink, seq)).await {
+                        if let Err(e) = link.feed(pdu::bare(Pdu::EnquireLink, seq)).await {
                             return End::Lost(e.to_string());
                         }
                         self.enquiry = Some((seq, now + config.response_timeout));
                         next_enquiry = now + interval;
                     }
-                    self.expire_pending(now);
+                    if next_check <= now {
+                        self.expire_pending(now);
+                        next_check = now + check_every;
+                    }
                 }
                 _ = shutdown.changed(), if stopping.is_none() => {
                     stopping = Some(Instant::now() + config.response_timeout);
                 }
             }
+
+            // Whatever else is ready now goes into the same write: under load one flush
+            // carries many submits and answers instead of one system call each.
+            if let Some(end) = self
+                .take_ready(&mut link, &mut requests, stopping.is_some(), per_segment)
+                .await
+            {
+                return end;
+            }
+            if let Err(e) = link.flush().await {
+                return End::Lost(e.to_string());
+            }
         }
     }
 
-    /// The earliest of: the next enquiry, its answer's deadline, a submit's deadline, the
-    /// end of a stop.
-    fn next_deadline(&self, next_enquiry: Instant, stopping: Option<Instant>) -> Instant {
-        let mut at = next_enquiry;
-        if let Some((_, d)) = self.enquiry {
-            at = at.min(d);
+    /// Whether a submit may be sent now, window-wise.
+    fn can_send(
+        &self,
+        requests: &Option<&mut mpsc::Receiver<SubmitRequest>>,
+        stopping: bool,
+    ) -> bool {
+        !stopping && requests.is_some() && self.pending.len() < self.shared.config.window
+    }
+
+    /// Handles PDUs already read, answers already committed and submits already queued,
+    /// without waiting for more (at most [`READY_BATCH`] rounds); `Some` ends the
+    /// connection. What it writes is buffered until the caller flushes.
+    async fn take_ready(
+        &mut self,
+        link: &mut Link,
+        requests: &mut Option<&mut mpsc::Receiver<SubmitRequest>>,
+        stopping: bool,
+        per_segment: Option<Duration>,
+    ) -> Option<End> {
+        for _ in 0..READY_BATCH {
+            let mut progressed = false;
+            while let Ok((seq, status)) = self.acks_rx.try_recv() {
+                if let Err(e) = link.feed(deliver_resp(seq, status)).await {
+                    return Some(End::Lost(e.to_string()));
+                }
+                progressed = true;
+            }
+            if self.can_send(requests, stopping)
+                && self.next_send <= Instant::now()
+                && let Some(queue) = requests.as_mut()
+                && let Ok(request) = queue.try_recv()
+            {
+                if let Err(e) = self.send_submit(link, request, per_segment).await {
+                    return Some(End::Lost(e));
+                }
+                progressed = true;
+            }
+            if let Some(frame) = link.next().now_or_never() {
+                if let Some(end) = self.on_frame(link, frame, stopping).await {
+                    return Some(end);
+                }
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
         }
-        if let Some(d) = self.pending.values().map(|p| p.deadline).min() {
-            at = at.min(d);
+        None
+    }
+
+    /// Handles one item of the link's stream: a PDU, an unreadable PDU, or its end.
+    async fn on_frame(
+        &mut self,
+        link: &mut Link,
+        frame: Option<Result<Result<Command, super::codec::BadPdu>, super::codec::FrameError>>,
+        stopping: bool,
+    ) -> Option<End> {
+        match frame {
+            None => Some(End::Lost("closed by the SMSC".into())),
+            Some(Err(e)) => Some(End::Lost(e.to_string())),
+            Some(Ok(Err(bad))) => {
+                tracing::warn!(command_id = bad.command_id, sequence = bad.sequence_number, reason = %bad.reason, "malformed PDU from the SMSC");
+                self.on_bad_pdu(link, bad).await
+            }
+            Some(Ok(Ok(cmd))) => self.on_command(link, cmd, stopping).await,
         }
+    }
+
+    /// The earliest of: the next enquiry (or its answer's deadline while one is out), the
+    /// next look for submits past their deadline, the end of a stop.
+    fn next_deadline(
+        &self,
+        next_enquiry: Instant,
+        next_check: Instant,
+        stopping: Option<Instant>,
+    ) -> Instant {
+        let mut at = match self.enquiry {
+            Some((_, d)) => d,
+            None => next_enquiry,
+        };
+        at = at.min(next_check);
         if let Some(d) = stopping {
             at = at.min(d.max(Instant::now() + Duration::from_millis(10)));
         }
         at
     }
 
-    async fn send_submit(&mut self, link: &mut Link, request: SubmitRequest) -> Result<(), String> {
+    /// Writes a `submit_sm` (buffered until the loop flushes) and starts its deadline.
+    async fn send_submit(
+        &mut self,
+        link: &mut Link,
+        request: SubmitRequest,
+        per_segment: Option<Duration>,
+    ) -> Result<(), String> {
         // The processor gave up waiting: sending now could submit the segment twice.
         if request.reply.is_closed() {
             return Ok(());
@@ -300,7 +385,10 @@ impl Session {
                 return Ok(());
             }
         };
-        link.send(command).await.map_err(|e| e.to_string())?;
+        link.feed(command).await.map_err(|e| e.to_string())?;
+        if let Some(gap) = per_segment {
+            self.next_send = self.next_send.max(Instant::now() - gap) + gap;
+        }
         let deadline = Instant::now() + self.shared.config.response_timeout;
         self.pending.insert(
             seq,
@@ -498,8 +586,9 @@ impl Session {
         self.answer(link, answer).await
     }
 
+    /// Writes an answer, buffered until the loop flushes.
     async fn answer(&mut self, link: &mut Link, cmd: Command) -> Option<End> {
-        match link.send(cmd).await {
+        match link.feed(cmd).await {
             Ok(()) => None,
             Err(e) => Some(End::Lost(e.to_string())),
         }
