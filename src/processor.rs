@@ -427,13 +427,13 @@ impl Processor {
                 }
             }
             if let Some(committed) = receipt.committed.take() {
-                let _ = committed.send(());
+                committed.done();
             }
             return;
         }
         tracing::warn!(provider_id = %id, state = %receipt.state, "receipt for an unknown id acknowledged and dropped");
         if let Some(committed) = receipt.committed.take() {
-            let _ = committed.send(());
+            committed.done();
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod smpp;
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::sms::segments::Coding;
@@ -51,7 +51,42 @@ pub struct Receipt {
     pub state: String,
     /// Told once the receipt is committed (or known to be unknown, duplicate or late), so
     /// an SMSC is acknowledged only for what will not be lost.
-    pub committed: Option<oneshot::Sender<()>>,
+    pub committed: Option<ReceiptAck>,
+}
+
+/// The answer an SMPP session owes for a receipt: [`ReceiptAck::done`] once the receipt
+/// is committed or known to need nothing; dropped without it (the processor stopped, a
+/// shutdown), it answers that the receipt was not taken, so the SMSC delivers it again.
+#[derive(Debug)]
+pub struct ReceiptAck {
+    sequence: u32,
+    answers: tokio::sync::mpsc::UnboundedSender<(u32, bool)>,
+    answered: bool,
+}
+
+impl ReceiptAck {
+    /// An answer for the PDU with `sequence`, sent as `(sequence, taken)` on `answers`.
+    pub fn new(sequence: u32, answers: tokio::sync::mpsc::UnboundedSender<(u32, bool)>) -> Self {
+        ReceiptAck {
+            sequence,
+            answers,
+            answered: false,
+        }
+    }
+
+    /// The receipt is safe: acknowledge it.
+    pub fn done(mut self) {
+        self.answered = true;
+        let _ = self.answers.send((self.sequence, true));
+    }
+}
+
+impl Drop for ReceiptAck {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.answers.send((self.sequence, false));
+        }
+    }
 }
 
 /// The provider in use.

@@ -23,14 +23,10 @@ use super::codec::{FrameCodec, status_name};
 use super::pdu::{self, Delivered, Role};
 use super::receipt::canonical_id;
 use crate::config::SmppConfig;
-use crate::provider::{Receipt, Submit, SubmitOutcome};
+use crate::provider::{Receipt, ReceiptAck, Submit, SubmitOutcome};
 
 /// Rounds of already-ready work taken after each event before the writes are flushed.
 const READY_BATCH: usize = 64;
-
-/// How long a receipt may take to be committed before its `deliver_sm_resp` is sent anyway
-/// (with an error status, so the SMSC tries again later).
-const RECEIPT_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Link = Framed<TcpStream, FrameCodec>;
 
@@ -157,13 +153,14 @@ struct Session {
     /// When the next submit may go, under the throughput limit.
     next_send: Instant,
     /// `deliver_sm` answers waiting for their receipts to be committed.
-    acks_tx: mpsc::Sender<(u32, CommandStatus)>,
-    acks_rx: mpsc::Receiver<(u32, CommandStatus)>,
+    /// `(sequence, taken)`: bounded by the receipts the processor holds.
+    acks_tx: mpsc::UnboundedSender<(u32, bool)>,
+    acks_rx: mpsc::UnboundedReceiver<(u32, bool)>,
 }
 
 impl Session {
     fn new(shared: Arc<Shared>) -> Session {
-        let (acks_tx, acks_rx) = mpsc::channel(1024);
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         Session {
             shared,
             next_sequence: 2,
@@ -237,8 +234,8 @@ impl Session {
                     }
                 }
                 _ = sleep_until(self.next_send), if can_send && throttled => {}
-                Some((seq, status)) = self.acks_rx.recv() => {
-                    if let Err(e) = link.feed(deliver_resp(seq, status)).await {
+                Some((seq, taken)) = self.acks_rx.recv() => {
+                    if let Err(e) = link.feed(receipt_resp(seq, taken)).await {
                         return End::Lost(e.to_string());
                     }
                 }
@@ -300,8 +297,8 @@ impl Session {
     ) -> Option<End> {
         for _ in 0..READY_BATCH {
             let mut progressed = false;
-            while let Ok((seq, status)) = self.acks_rx.try_recv() {
-                if let Err(e) = link.feed(deliver_resp(seq, status)).await {
+            while let Ok((seq, taken)) = self.acks_rx.try_recv() {
+                if let Err(e) = link.feed(receipt_resp(seq, taken)).await {
                     return Some(End::Lost(e.to_string()));
                 }
                 progressed = true;
@@ -525,27 +522,15 @@ impl Session {
                 } else {
                     config.receipt_id_format
                 };
-                let (committed, done) = oneshot::channel();
                 let receipt = Receipt {
                     provider_id: canonical_id(&r.id, format),
                     state: r.state,
-                    committed: Some(committed),
+                    // Answered once it is committed, without holding up this connection.
+                    committed: Some(ReceiptAck::new(seq, self.acks_tx.clone())),
                 };
-                if self.shared.receipts.send(receipt).await.is_err() {
-                    // Shutting down: let the SMSC deliver it again later.
-                    return self
-                        .answer(link, deliver_resp(seq, CommandStatus::EsmeRxTAppn))
-                        .await;
-                }
-                // Answer once it is committed, without holding up this connection.
-                let acks = self.acks_tx.clone();
-                tokio::spawn(async move {
-                    let status = match tokio::time::timeout(RECEIPT_COMMIT_TIMEOUT, done).await {
-                        Ok(Ok(())) => CommandStatus::EsmeRok,
-                        _ => CommandStatus::EsmeRxTAppn,
-                    };
-                    let _ = acks.send((seq, status)).await;
-                });
+                // Refused when shutting down: the receipt's answer, dropped with it, then
+                // tells the SMSC to deliver it again later.
+                let _ = self.shared.receipts.send(receipt).await;
                 None
             }
             Delivered::Receipt(r) => {
@@ -593,6 +578,16 @@ impl Session {
             Err(e) => Some(End::Lost(e.to_string())),
         }
     }
+}
+
+/// The `deliver_sm_resp` for a receipt: taken, or to be delivered again later.
+fn receipt_resp(seq: u32, taken: bool) -> Command {
+    let status = if taken {
+        CommandStatus::EsmeRok
+    } else {
+        CommandStatus::EsmeRxTAppn
+    };
+    deliver_resp(seq, status)
 }
 
 fn deliver_resp(seq: u32, status: CommandStatus) -> Command {
