@@ -221,7 +221,10 @@ impl Engine {
                 Duration::from_millis(t.saturating_sub(self.clock.now_ms())).min(RESCAN)
             });
             tokio::select! {
-                _ = self.store.wakers().due.notified() => scan_now = true,
+                // New entries in the table: worth a scan unless the last one stopped at a
+                // full queue that has not half drained (it would stop there again, having
+                // read the same entries again).
+                _ = self.store.wakers().due.notified() => scan_now = self.lock().worth_scanning(),
                 // A finished call frees a slot; scan only if due entries were left behind.
                 _ = self.done.notified() => scan_now = more_due && self.lock().worth_scanning(),
                 _ = tokio::time::sleep(sleep) => {}
