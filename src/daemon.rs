@@ -64,14 +64,9 @@ impl Daemon {
         let waiting = store.awaiting_receipts().await.map_err(|e| e.to_string())?;
         provider.resume(waiting);
         let processor = Processor::new(store.clone(), provider.clone(), &config, metrics.clone());
-        // Weak: the store's writer must not keep the processor (and with it the store) alive.
-        let handoff = Arc::downgrade(&processor);
         store
             .wakers()
-            .set_jobs_handoff(Box::new(move |jobs| match handoff.upgrade() {
-                Some(p) => p.offer(jobs),
-                None => jobs,
-            }));
+            .set_jobs_handoff(weak_handoff(&processor, Processor::offer));
         tasks.push(tokio::spawn(processor.clone().run_jobs(stop.clone())));
         tasks.push(tokio::spawn(
             processor.run_receipts(receipts_rx, stop.clone()),
@@ -79,13 +74,9 @@ impl Daemon {
 
         // Webhook engine.
         let engine = Engine::new(store.clone(), &config.webhooks, metrics.clone());
-        let handoff = Arc::downgrade(&engine);
         store
             .wakers()
-            .set_due_handoff(Box::new(move |deliveries| match handoff.upgrade() {
-                Some(e) => e.offer(deliveries),
-                None => deliveries,
-            }));
+            .set_due_handoff(weak_handoff(&engine, Engine::offer));
         tasks.push(tokio::spawn(engine.run(stop.clone())));
 
         // Admin socket.
@@ -237,4 +228,19 @@ async fn open_store(config: &Config, clock: SharedClock) -> Result<(Store, Write
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?
         .map_err(|e| format!("cannot open the store {}: {e}", config.store.path.display()))
+}
+
+/// A hand-off (see [`crate::store::Wakers`]) to `owner`'s `offer`, holding it weakly: the
+/// store's writer must not keep the processor or the engine (and with them the store)
+/// alive. Once the owner is gone everything is refused, and stays in the tables.
+fn weak_handoff<S, T>(owner: &Arc<S>, offer: fn(&S, Vec<T>) -> Vec<T>) -> crate::store::Handoff<T>
+where
+    S: Send + Sync + 'static,
+    T: 'static,
+{
+    let owner = Arc::downgrade(owner);
+    Box::new(move |items| match owner.upgrade() {
+        Some(o) => offer(&o, items),
+        None => items,
+    })
 }
