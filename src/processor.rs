@@ -11,7 +11,7 @@
 //! accepted but whose acceptance was not yet committed when the process died is submitted
 //! again after the restart.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,6 +70,9 @@ pub struct Processor {
     /// The last scan left due jobs in the table for want of room: offers are refused until
     /// it catches up, so that new messages do not overtake older ones.
     behind: AtomicBool,
+    /// Receipts that came before the commit of their segment's acceptance, by provider id:
+    /// applied as soon as that commit is done (see `apply_receipt`).
+    early_receipts: Mutex<HashMap<String, Receipt>>,
 }
 
 impl Processor {
@@ -85,6 +88,7 @@ impl Processor {
             handed,
             handed_rx: Mutex::new(Some(handed_rx)),
             behind: AtomicBool::new(false),
+            early_receipts: Mutex::new(HashMap::new()),
             clock: store.clock().clone(),
             store,
             provider,
@@ -224,6 +228,12 @@ impl Processor {
         }
     }
 
+    fn lock_early(&self) -> std::sync::MutexGuard<'_, HashMap<String, Receipt>> {
+        self.early_receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -335,12 +345,18 @@ impl Processor {
             SubmitOutcome::Accepted { provider_id } => {
                 let provider = self.provider.name();
                 let deadline = self.clock.now_ms() + self.receipt_timeout_ms;
+                let key = provider_id.clone();
                 let outcome = self
                     .store
                     .write(move |tx| {
                         tx.segment_accepted(&id, index, provider, &provider_id, deadline)
                     })
                     .await?;
+                // A receipt that arrived before this commit waits for it.
+                let early = self.lock_early().remove(&key);
+                if let Some(receipt) = early {
+                    self.apply_receipt(receipt).await;
+                }
                 Ok(outcome != SegmentOutcome::Ignored)
             }
             SubmitOutcome::Retry { after, reason } => {
@@ -409,7 +425,15 @@ impl Processor {
                 .await;
             match outcome {
                 Ok(ReceiptOutcome::Unknown) => {
+                    // Most often the SMSC was faster than the commit of the segment's
+                    // acceptance: park the receipt where that commit looks for it, and try
+                    // again later only if nothing took it meanwhile.
+                    self.lock_early().insert(id.clone(), receipt);
                     tokio::time::sleep(UNKNOWN_RECEIPT_RETRY).await;
+                    match self.lock_early().remove(&id) {
+                        Some(parked) => receipt = parked,
+                        None => return,
+                    }
                     continue;
                 }
                 Ok(ReceiptOutcome::Duplicate) => {
