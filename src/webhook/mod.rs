@@ -107,6 +107,11 @@ struct Queues {
     behind: HashSet<String>,
     /// When each webhook last had a call finish: whether others are active.
     last_call: HashMap<String, Instant>,
+    /// Whether a scan's read is under way, and the deliveries released (their result
+    /// committed) since it began: its snapshot may still show them due, and they must not
+    /// be claimed again from it.
+    scanning: bool,
+    released: HashSet<String>,
 }
 
 impl Queues {
@@ -247,6 +252,7 @@ impl Engine {
         }
         // Entries already claimed (handed over by the writer, or found by an earlier scan)
         // are passed over without reading their records.
+        self.lock().scanning = true;
         let this = self.clone();
         let claimed = move |id: &str| this.lock().claimed.contains(id);
         let scan = match self
@@ -256,6 +262,10 @@ impl Engine {
         {
             Ok(scan) => scan,
             Err(e) => {
+                let mut q = self.lock();
+                q.scanning = false;
+                q.released.clear();
+                drop(q);
                 tracing::error!(error = %e, "cannot read the due table");
                 return Refill {
                     cursor,
@@ -280,10 +290,12 @@ impl Engine {
             .any(|d| Some(&d.delivery.webhook_id) != first_webhook.as_ref());
         {
             let mut q = self.lock();
+            q.scanning = false;
+            let released = std::mem::take(&mut q.released);
             for d in scan.due {
                 let key = (d.due_ms, d.delivery.id.clone());
                 let webhook = d.delivery.webhook_id.clone();
-                if q.claimed.contains(&d.delivery.id) {
+                if q.claimed.contains(&d.delivery.id) || released.contains(&d.delivery.id) {
                     cursor = Some(key);
                     continue;
                 }
@@ -403,7 +415,13 @@ impl Engine {
             tracing::error!(delivery_id = %id, error = %e, "cannot record attempt; it will be retried");
             tokio::time::sleep(STORE_RETRY).await;
         }
-        self.lock().claimed.remove(&id);
+        {
+            let mut q = self.lock();
+            q.claimed.remove(&id);
+            if q.scanning {
+                q.released.insert(id);
+            }
+        }
         self.done.notify_one();
     }
 
