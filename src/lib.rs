@@ -5,8 +5,9 @@
 //! The crate is the daemon as a library so that tests drive it over real sockets:
 //! [`Daemon::start`] opens the store and binds every listener. The modules follow the
 //! design (`docs/` and the README): `api` (HTTP), `store` (redb, single writer),
-//! `processor` (the message lifecycle), `provider` (simulator), `webhook` (the due-queue
-//! timer and signed calls), `sms` (segments, numbers, prices), `admin` (the Unix socket behind `smswire account ...`), `config`, `cli`.
+//! `processor` (the message lifecycle), `provider` (the simulator and SMPP), `webhook`
+//! (the due-queue timer and signed calls), `sms` (segments, numbers, prices), `admin`
+//! (the Unix socket behind `smswire account ...`), `config`, `cli`.
 
 pub mod admin;
 pub mod api;

@@ -8,9 +8,9 @@
 //! reads due entries of the due table in order, from a cursor so that each is read once
 //! (the cursor steps back when the writer reports an entry written behind it), passing
 //! over those already claimed, and claims the others into the same queues; it sleeps
-//! until the next entry is due, the writer reports new entries, or a call finishes. Calls are bounded twice: globally, and
-//! per webhook, so that one slow or dead receiver holds only its own slots. A webhook's
-//! queue is capped; when a slow webhook's queue is full and other webhooks are waiting or
+//! until the next entry is due, the writer reports new entries, or a call finishes.
+//! Calls are bounded twice: globally, and per webhook, so that one slow or dead receiver
+//! holds only its own slots. A webhook's queue is capped; when a slow webhook's queue is full and other webhooks are waiting or
 //! active, its further due entries are moved later in the table (by about the time the
 //! queue needs to drain), so waiting deliveries cost disk, not memory, and do not hold up
 //! the entries of other webhooks behind them. When no other webhook would gain, the scan
