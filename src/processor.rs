@@ -7,9 +7,9 @@
 //! its commit, with the message as committed ([`Processor::offer`]), so the common case
 //! reads nothing back; the jobs table is scanned for the rest (retries, receipt deadlines,
 //! work refused while the processor was full, and everything after a restart). The one
-//! window of doubt (invariant 5): a segment that the provider
-//! accepted but whose acceptance was not yet committed when the process died is submitted
-//! again after the restart.
+//! window of doubt (invariant 5): a segment that the provider accepted but whose
+//! acceptance was not yet committed when the process died is submitted again after the
+//! restart.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

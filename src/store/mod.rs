@@ -126,7 +126,8 @@ pub type Handoff<T> = Box<dyn Fn(Vec<T>) -> Vec<T> + Send + Sync>;
 /// New messages and new deliveries are first offered to the processor and to the webhook
 /// engine through the hand-offs, with the records the commit wrote: what they take they run
 /// without reading it back, and without a scan of the queue. What they refuse (their
-/// memory is full) only moves the floor, and is read from the table like any other entry.
+/// memory is full, or older entries still wait) only moves the floor, and is read from
+/// the table like any other entry.
 /// The tables stay the one truth: a hand-off is lost with the process, the entry is not.
 pub struct Wakers {
     /// A processing job was added or moved.
@@ -182,21 +183,27 @@ impl Wakers {
 
     /// Offers fresh jobs; returns the earliest due time of those refused.
     fn offer_jobs(&self, jobs: Vec<DueJob>) -> Option<u64> {
-        let left = match self.jobs_handoff.get() {
-            Some(take) if !jobs.is_empty() => take(jobs),
-            _ => jobs,
-        };
-        left.iter().map(|j| j.due_ms).min()
+        offer(&self.jobs_handoff, jobs, |j| j.due_ms)
     }
 
     /// Offers fresh deliveries; returns the earliest due time of those refused.
     fn offer_deliveries(&self, deliveries: Vec<DueDelivery>) -> Option<u64> {
-        let left = match self.due_handoff.get() {
-            Some(take) if !deliveries.is_empty() => take(deliveries),
-            _ => deliveries,
-        };
-        left.iter().map(|d| d.due_ms).min()
+        offer(&self.due_handoff, deliveries, |d| d.due_ms)
     }
+}
+
+/// Offers `fresh` to `handoff` when one is set; returns the earliest due time of what it
+/// refused (all of it when none is set).
+fn offer<T>(
+    handoff: &std::sync::OnceLock<Handoff<T>>,
+    fresh: Vec<T>,
+    due_ms: impl Fn(&T) -> u64,
+) -> Option<u64> {
+    let left = match handoff.get() {
+        Some(take) if !fresh.is_empty() => take(fresh),
+        _ => fresh,
+    };
+    left.iter().map(due_ms).min()
 }
 
 /// A handle to the store; cheap to clone.
