@@ -12,6 +12,7 @@
 //!   `--drain-secs S` (longest drain, default 30), `--threads N` (the harness's tokio
 //!   workers, default 2), `--per-webhook N` (override `[webhooks] per_webhook_concurrency`
 //!   where webhooks are called, to explore; results are then not the reference ones),
+//!   `--commit-delay-us N` (override `[store] commit_delay_us` in every daemon, likewise),
 //!   `--no-write` (print only).
 
 #[path = "smswire/daemon.rs"]
@@ -98,11 +99,14 @@ impl Options {
                 "--drain-secs" => o.drain_secs = value("--drain-secs")?,
                 "--threads" => o.threads = value("--threads")?.max(1.0) as usize,
                 "--per-webhook" => o.per_webhook = Some(value("--per-webhook")?.max(1.0) as usize),
+                "--commit-delay-us" => {
+                    daemon::override_commit_delay(value("--commit-delay-us")?.max(0.0) as u64)
+                }
                 "--help" | "-h" => {
                     return Err(
                         "usage: cargo bench --bench smswire -- [SCENARIO...] [--quick] \
                          [--runs N] [--secs S] [--e2e-secs S] [--e2e-rate R] [--backlog N] [--drain-secs S] \
-                         [--threads N] [--per-webhook N] [--no-write]"
+                         [--threads N] [--per-webhook N] [--commit-delay-us N] [--no-write]"
                             .into(),
                     );
                 }

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::processor::Processor;
 use crate::provider::Provider;
-use crate::store::{Store, WriterThread};
+use crate::store::{Batching, Store, WriterThread};
 use crate::webhook::Engine;
 
 /// Receipts waiting to be applied before providers wait to hand more over.
@@ -223,8 +223,12 @@ fn notify(state: sd_notify::NotifyState<'_>) {
 
 async fn open_store(config: &Config, clock: SharedClock) -> Result<(Store, WriterThread), String> {
     let path = config.store.path.clone();
-    let (cache, batch) = (config.store.cache_bytes, config.store.max_batch);
-    tokio::task::spawn_blocking(move || Store::open(&path, cache, batch, clock))
+    let cache = config.store.cache_bytes;
+    let batching = Batching {
+        max: config.store.max_batch,
+        delay: Duration::from_micros(config.store.commit_delay_us),
+    };
+    tokio::task::spawn_blocking(move || Store::open(&path, cache, batching, clock))
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?
         .map_err(|e| format!("cannot open the store {}: {e}", config.store.path.display()))

@@ -34,6 +34,14 @@ pub enum Provider {
     Smpp { port: u16, window: usize },
 }
 
+/// `--commit-delay-us`: `[store] commit_delay_us` for every daemon of the run, to explore
+/// (unset keeps the daemon's default, as the reference runs do).
+static COMMIT_DELAY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+pub fn override_commit_delay(us: u64) {
+    let _ = COMMIT_DELAY.set(us);
+}
+
 /// What a scenario changes from the defaults. Everything else is the daemon's default.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -142,6 +150,9 @@ impl Instance {
         writeln!(t, "[store]\npath = \"{}\"", self.db.display())?;
         if let Some(n) = s.max_batch {
             writeln!(t, "max_batch = {n}")?;
+        }
+        if let Some(us) = COMMIT_DELAY.get() {
+            writeln!(t, "commit_delay_us = {us}")?;
         }
         writeln!(t, "\n[admin]\nsocket = \"{}\"\n", self.socket.display())?;
         writeln!(t, "[log]\nlevel = \"{}\"\n", s.log_level)?;

@@ -1076,6 +1076,9 @@ struct EndToEnd {
     rate: f64,
     submitted: u64,
     finals: u64,
+    /// Seconds from the first request to the last answer, and to the last final callback.
+    load_secs: f64,
+    span_secs: f64,
 }
 
 /// Sends `count` messages with `conns` closed-loop connections, then waits for their final
@@ -1115,6 +1118,8 @@ async fn end_to_end(
         rate: finals as f64 / span.max(0.001),
         submitted,
         finals,
+        load_secs: loaded.saturating_duration_since(started).as_secs_f64(),
+        span_secs: span,
     })
 }
 
@@ -1125,10 +1130,13 @@ fn describe(who: &str, run: usize, e: &EndToEnd) {
         String::new()
     };
     println!(
-        "  {who} run {}: {} msg/s end to end ({} messages{missing})",
+        "  {who} run {}: {} msg/s end to end ({} messages{missing}; requests answered in \
+         {:.2} s, last final callback at {:.2} s)",
         run + 1,
         number(e.rate),
-        e.submitted
+        e.submitted,
+        e.load_secs,
+        e.span_secs
     );
 }
 
@@ -1187,8 +1195,11 @@ async fn kannel(ctx: &Ctx) -> Res<Result<Vec<Figure>, String>> {
         };
         let (_dir, daemon, key) = fresh(ctx, "side-by-side", &settings).await?;
         daemon.create_webhook(&key, &receiver.url()).await?;
+        let cpu = daemon.cpu_time();
         let e = end_to_end(&sms_target(&daemon, &key)?, &receiver, conns, count, limit).await?;
         describe("smswire", run, &e);
+        let per_message = (daemon.cpu_time() - cpu).as_secs_f64() / e.finals.max(1) as f64;
+        println!("    daemon CPU per message: {:.0} µs", per_message * 1e6);
         ours.push(e.rate);
         drop(daemon);
         drop(smsc);

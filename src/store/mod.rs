@@ -34,7 +34,7 @@ pub use ops::{
 };
 pub use reads::{DueJob, MessageFilter, Page};
 pub use tables::SCHEMA_VERSION;
-pub use writer::Tx;
+pub use writer::{Batching, Tx};
 
 /// Why the store could not do what was asked.
 #[derive(Debug)]
@@ -249,7 +249,7 @@ impl Store {
     pub fn open(
         path: &Path,
         cache_bytes: usize,
-        max_batch: usize,
+        batching: Batching,
         clock: SharedClock,
     ) -> Result<(Store, WriterThread), StoreError> {
         let db = Database::builder()
@@ -263,7 +263,7 @@ impl Store {
         let thread = writer::spawn(
             db.clone(),
             receiver,
-            max_batch,
+            batching,
             wakers.clone(),
             clock.clone(),
         )
