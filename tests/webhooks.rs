@@ -441,3 +441,67 @@ async fn disable_pauses_and_delete_drops() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.received().len(), 3, "no replay after delete");
 }
+
+/// The writer keeps each account's webhooks between status changes: registering a second
+/// webhook, changing a URL or deleting one is seen by the very next status change.
+#[tokio::test]
+async fn webhook_changes_apply_to_the_next_status_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(vec![], Reply::Status(204)).await;
+    let d = TestDaemon::start(config(dir.path(), &[1000]), dir.path()).await;
+    let key = d.account("10").await;
+    let first = d.webhook(&key, &receiver.url("/first")).await;
+    let first_path = format!("/v1/webhooks/{}", first["id"].as_str().unwrap());
+    let mut calls = 0;
+    let mut send = async |body: &str, new_calls: usize| {
+        let sms = d.send_sms(&key, "590690112233", body).await.json;
+        d.wait_status(&key, sms["id"].as_str().unwrap(), "delivered")
+            .await;
+        calls += new_calls;
+        receiver.wait_for(calls, Duration::from_secs(10)).await;
+    };
+
+    send("one", 2).await;
+    d.webhook(&key, &receiver.url("/second")).await;
+    send("two", 4).await;
+    let moved = serde_json::json!({"url": receiver.url("/moved")});
+    let a = d
+        .call(Method::PATCH, &first_path, Some(&key), Some(moved))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    send("three", 4).await;
+    let a = d.call(Method::DELETE, &first_path, Some(&key), None).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    send("four", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut seen: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.json()["data"][0]["body"].as_str().unwrap(),
+                c.path
+            )
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            "four /second",
+            "one /first",
+            "three /moved",
+            "three /second",
+            "two /first",
+            "two /second"
+        ]
+    );
+    assert_eq!(
+        receiver.received().len(),
+        12,
+        "two calls per message and webhook"
+    );
+}

@@ -1,6 +1,8 @@
 //! The webhook side of the store: the due queue, attempts and their outcomes, pausing and
 //! replaying. Writes run in the writer's transaction like every other operation.
 
+use std::sync::Arc;
+
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::ops::CHILD_MAX;
@@ -26,8 +28,9 @@ pub struct DueDelivery {
     /// The due-table key's time: the attempt's result applies only while it is still this.
     pub due_ms: u64,
     pub delivery: Delivery,
-    /// `None` when the webhook was deleted meanwhile.
-    pub webhook: Option<Webhook>,
+    /// `None` when the webhook was deleted meanwhile. Shared: one webhook's deliveries all
+    /// point to the same record.
+    pub webhook: Option<Arc<Webhook>>,
 }
 
 /// One scan of the due table.
@@ -189,7 +192,7 @@ impl Store {
             let due = r.open_table(DUE)?;
             let deliveries = r.open_table(DELIVERIES)?;
             let hooks = r.open_table(WEBHOOKS)?;
-            let mut webhooks: std::collections::HashMap<String, Option<Webhook>> =
+            let mut webhooks: std::collections::HashMap<String, Option<Arc<Webhook>>> =
                 std::collections::HashMap::new();
             let mut scan = DueScan::default();
             for entry in due.range(after_key(&after))? {
@@ -208,11 +211,11 @@ impl Store {
                 };
                 let delivery: Delivery = decode(v.value())?;
                 if !webhooks.contains_key(&delivery.webhook_id) {
-                    let hook = hooks
+                    let hook: Option<Webhook> = hooks
                         .get(delivery.webhook_id.as_str())?
                         .map(|v| decode(v.value()))
                         .transpose()?;
-                    webhooks.insert(delivery.webhook_id.clone(), hook);
+                    webhooks.insert(delivery.webhook_id.clone(), hook.map(Arc::new));
                 }
                 let webhook = webhooks.get(&delivery.webhook_id).cloned().flatten();
                 scan.due.push(DueDelivery {

@@ -5,6 +5,8 @@
 //! backwards and writes, in the same transaction, one delivery per subscribed webhook with
 //! its entry in the due table: the transactional outbox of invariant 2.
 
+use std::sync::Arc;
+
 use redb::ReadableTable;
 
 use super::tables::{decode, encode};
@@ -153,23 +155,33 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// Writes one delivery, and its due entry, per enabled webhook of the account that
-    /// subscribes to `sms.status`.
-    fn emit_status_event(&mut self, m: &Message) -> Result<(), StoreError> {
-        let view = m.view();
-        let mut hooks = Vec::new();
+    /// The account's webhooks, from the writer's cache or read into it.
+    fn account_hooks(&mut self, account_id: &str) -> Result<Arc<[Arc<Webhook>]>, StoreError> {
+        if let Some(hooks) = self.hooks.get(account_id) {
+            return Ok(hooks);
+        }
+        let mut found = Vec::new();
         for entry in self
             .account_webhooks
-            .range((m.account_id.as_str(), "")..(m.account_id.as_str(), CHILD_MAX))?
+            .range((account_id, "")..(account_id, CHILD_MAX))?
         {
             let (key, _) = entry?;
             let (_, webhook_id) = key.value();
             if let Some(hook) = self.get_webhook(webhook_id)? {
-                hooks.push(hook);
+                found.push(Arc::new(hook));
             }
         }
+        let hooks: Arc<[Arc<Webhook>]> = found.into();
+        self.hooks.keep(account_id, hooks.clone());
+        Ok(hooks)
+    }
 
-        for hook in hooks.into_iter().filter(|h| h.wants(EVENT_SMS_STATUS)) {
+    /// Writes one delivery, and its due entry, per enabled webhook of the account that
+    /// subscribes to `sms.status`.
+    fn emit_status_event(&mut self, m: &Message) -> Result<(), StoreError> {
+        let view = m.view();
+        let hooks = self.account_hooks(&m.account_id)?;
+        for hook in hooks.iter().filter(|h| h.wants(EVENT_SMS_STATUS)) {
             let id = ids::new(Kind::Delivery, self.now_ms);
             let payload = EventPayload {
                 data: [&view],
@@ -198,7 +210,7 @@ impl Tx<'_> {
             self.fresh_deliveries.push(DueDelivery {
                 due_ms: self.now_ms,
                 delivery,
-                webhook: Some(hook),
+                webhook: Some(hook.clone()),
             });
         }
         Ok(())
@@ -470,6 +482,7 @@ impl Tx<'_> {
 
     /// Stores a new webhook.
     pub fn create_webhook(&mut self, hook: &Webhook) -> Result<(), StoreError> {
+        self.hooks.forget(&hook.account_id);
         self.webhooks
             .insert(hook.id.as_str(), encode(hook).as_slice())?;
         self.account_webhooks
@@ -484,6 +497,7 @@ impl Tx<'_> {
         id: &str,
         change: WebhookChange,
     ) -> Result<Option<Webhook>, StoreError> {
+        self.hooks.forget(account_id);
         let Some(mut hook) = self.get_webhook(id)?.filter(|h| h.account_id == account_id) else {
             return Ok(None);
         };
@@ -506,6 +520,7 @@ impl Tx<'_> {
     /// Unregisters the account's webhook and drops its deliveries, waiting or done;
     /// `false` if it has no such webhook.
     pub fn delete_webhook(&mut self, account_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.hooks.forget(account_id);
         if self
             .get_webhook(id)?
             .filter(|h| h.account_id == account_id)

@@ -11,6 +11,7 @@
 //! nothing skips the next [`SKIP_AFTER_IDLE_WAIT`] waits: a few clients that are all already
 //! in the batch, each waiting for its answer, are seldom slowed by a wait for nobody.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,12 +22,41 @@ use tokio::sync::mpsc;
 use super::tables::*;
 use super::{DueDelivery, DueJob, StoreError, Wakers};
 use crate::clock::SharedClock;
+use crate::model::Webhook;
 
 /// Tells a caller how its transaction ended; called after the commit (or the rollback).
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One caller's work: runs inside the batch's transaction and says whether it failed.
 pub type Op = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Completion) + Send>;
+
+/// Accounts whose webhooks the cache holds at most; past that it starts again empty.
+const HOOK_CACHE_ACCOUNTS: usize = 10_000;
+
+/// Each account's webhooks as the writer last read them, kept across batches: every status
+/// change needs them, and only the writer changes them. An operation that changes an
+/// account's webhooks forgets its entry first (a later read in the same batch sees the
+/// change), and a batch that rolls back empties the cache, since what it read may never
+/// have been committed.
+#[derive(Default)]
+pub(super) struct HookCache(HashMap<String, Arc<[Arc<Webhook>]>>);
+
+impl HookCache {
+    pub(super) fn get(&self, account_id: &str) -> Option<Arc<[Arc<Webhook>]>> {
+        self.0.get(account_id).cloned()
+    }
+
+    pub(super) fn keep(&mut self, account_id: &str, hooks: Arc<[Arc<Webhook>]>) {
+        if self.0.len() >= HOOK_CACHE_ACCOUNTS {
+            self.0.clear();
+        }
+        self.0.insert(account_id.to_string(), hooks);
+    }
+
+    pub(super) fn forget(&mut self, account_id: &str) {
+        self.0.remove(account_id);
+    }
+}
 
 /// The open write transaction as the operations see it: every table, opened once per batch,
 /// and what the commit must wake.
@@ -55,6 +85,8 @@ pub struct Tx<'t> {
     pub(super) fresh_jobs: Vec<DueJob>,
     /// Deliveries created in this batch, offered to the webhook engine after the commit.
     pub(super) fresh_deliveries: Vec<DueDelivery>,
+    /// The writer's webhooks by account (see [`HookCache`]).
+    pub(super) hooks: &'t mut HookCache,
 }
 
 impl Tx<'_> {
@@ -68,7 +100,11 @@ impl Tx<'_> {
 }
 
 impl<'t> Tx<'t> {
-    fn open(txn: &'t WriteTransaction, now_ms: u64) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'t WriteTransaction,
+        now_ms: u64,
+        hooks: &'t mut HookCache,
+    ) -> Result<Self, StoreError> {
         Ok(Tx {
             now_ms,
             accounts: txn.open_table(ACCOUNTS)?,
@@ -88,6 +124,7 @@ impl<'t> Tx<'t> {
             due_changed: None,
             fresh_jobs: Vec::new(),
             fresh_deliveries: Vec::new(),
+            hooks,
         })
     }
 }
@@ -140,6 +177,7 @@ fn run(
 ) {
     let Batching { max, delay } = batching;
     let mut batch: Vec<Op> = Vec::with_capacity(max);
+    let mut hooks = HookCache::default();
     // Batch times never go back, even if the clock does: the queues' keys must grow in
     // commit order for the scans that read them from a cursor.
     let mut last_now = 0;
@@ -167,7 +205,7 @@ fn run(
         let size = batch.len();
         last_size = size;
         last_now = clock.now_ms().max(last_now);
-        let changed = commit_batch(db, batch.drain(..), last_now);
+        let changed = commit_batch(db, batch.drain(..), last_now, &mut hooks);
         tracing::trace!(size, "write batch committed");
         // Offered after the commit: the loops may act on them at once. What they refuse is
         // found by their next scan, which starts no later than its due time.
@@ -206,7 +244,12 @@ struct Changed {
 }
 
 /// Runs a batch in one transaction; returns which queues it changed.
-fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> Changed {
+fn commit_batch(
+    db: &Database,
+    batch: impl Iterator<Item = Op>,
+    now_ms: u64,
+    hooks: &mut HookCache,
+) -> Changed {
     let mut completions = Vec::new();
     let outcome = (|| {
         let mut txn = db.begin_write()?;
@@ -215,7 +258,7 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
         let mut any_failed = false;
         let changed;
         {
-            let mut tx = Tx::open(&txn, now_ms)?;
+            let mut tx = Tx::open(&txn, now_ms, hooks)?;
             for op in batch {
                 let (failed, complete) = op(&mut tx);
                 any_failed |= failed;
@@ -240,6 +283,7 @@ fn commit_batch(db: &Database, batch: impl Iterator<Item = Op>, now_ms: u64) -> 
 
     if let Err(e) = &outcome {
         tracing::error!(error = %e, ops = completions.len(), "write batch rolled back");
+        *hooks = HookCache::default();
     }
     for complete in completions {
         complete(match &outcome {
