@@ -205,8 +205,16 @@ async fn run(options: Options) -> Res<()> {
         .filter(|s| options.scenarios.iter().any(|o| o == *s))
     {
         println!();
+        let cpu_mbps =
+            machine::cpu_speed(Duration::from_millis(if options.quick { 50 } else { 500 }));
+        println!(
+            "cpu: one core hashes {} MB/s (SHA-256)",
+            report::number(cpu_mbps)
+        );
         let begun = Instant::now();
-        let section = scenarios::run(&ctx, name).await;
+        let section = scenarios::run(&ctx, name)
+            .await
+            .map(|s| report::Section { cpu_mbps, ..s });
         match &section {
             Ok(s) if s.skipped.is_some() => {}
             Ok(_) => println!("  ({name} took {:.0} s)", begun.elapsed().as_secs_f64()),

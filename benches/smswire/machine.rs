@@ -114,3 +114,24 @@ pub fn fsync_rate(dir: &Path, length: Duration) -> Res<f64> {
     let _ = std::fs::remove_file(&path);
     Ok(rate)
 }
+
+/// How fast one core is right now: SHA-256 throughput in MB/s over `length`.
+///
+/// The host's speed drifts (a shared virtual machine: the same build has measured 20 %
+/// apart an hour later), so every scenario's section records this beside its figures:
+/// two runs compare only as far as their CPU speed does.
+pub fn cpu_speed(length: Duration) -> f64 {
+    use sha2::{Digest, Sha256};
+    let block = vec![0xa5u8; 64 * 1024];
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut hasher = Sha256::new();
+    while started.elapsed() < length {
+        for _ in 0..16 {
+            hasher.update(&block);
+        }
+        bytes += 16 * block.len() as u64;
+    }
+    std::hint::black_box(hasher.finalize());
+    bytes as f64 / 1e6 / started.elapsed().as_secs_f64()
+}

@@ -156,6 +156,9 @@ pub struct Section {
     pub figures: Vec<Figure>,
     /// Set when the scenario could not run; printed instead of a table.
     pub skipped: Option<String>,
+    /// One core's SHA-256 speed just before the scenario ran, in MB/s (see
+    /// `machine::cpu_speed`).
+    pub cpu_mbps: f64,
 }
 
 const START: &str = "<!-- results:start -->";
@@ -240,11 +243,13 @@ fn render(
 ) -> String {
     let (open, close) = markers(section.key);
     let mut out = format!(
-        "{open}\n### {}\n\nRun {date} ({build}) on {} cores / {} / disk {} fsyncs/s.\n\n",
+        "{open}\n### {}\n\nRun {date} ({build}) on {} cores / {} / disk {} fsyncs/s / one \
+         core's SHA-256 {} MB/s just before.\n\n",
         section.title,
         machine.cores,
         machine.cpu,
-        number(fsync_rate)
+        number(fsync_rate),
+        number(section.cpu_mbps)
     );
     if let Some(reason) = &section.skipped {
         out.push_str(&format!("**Skipped:** {reason}\n\n{close}\n\n"));

@@ -84,6 +84,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Res<Section> {
                         title,
                         figures: Vec::new(),
                         skipped: Some(reason),
+                        cpu_mbps: 0.0,
                     })
                 }
             };
@@ -107,6 +108,7 @@ fn section(key: &'static str, title: &'static str, figures: Vec<Figure>) -> Sect
         title,
         figures,
         skipped: None,
+        cpu_mbps: 0.0,
     }
 }
 
