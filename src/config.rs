@@ -127,7 +127,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("./smswire.redb"),
             cache_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
-            commit_delay_us: 1000,
+            commit_delay_us: 250,
         }
     }
 }
