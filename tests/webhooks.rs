@@ -216,19 +216,30 @@ async fn always_failing_is_discarded_after_eleven_attempts_and_can_be_replayed()
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
 
+/// A daemon whose account has two webhooks: one to a receiver that never answers (calls
+/// time out after 30 s), one to a receiver that answers 204; `per_webhook` calls at once
+/// each.
+async fn dead_and_healthy(
+    dir: &std::path::Path,
+    per_webhook: usize,
+) -> (TestDaemon, common::Key, Receiver, Receiver) {
+    let dead = Receiver::start(vec![], Reply::Hang).await;
+    let healthy = Receiver::start(vec![], Reply::Status(204)).await;
+    let mut c = config(dir, &[60_000]);
+    c.webhooks.timeout = Duration::from_secs(30);
+    c.webhooks.per_webhook_concurrency = per_webhook;
+    let d = TestDaemon::start(c, dir).await;
+    let key = d.account("100").await;
+    d.webhook(&key, &dead.url("/dead")).await;
+    d.webhook(&key, &healthy.url("/ok")).await;
+    (d, key, dead, healthy)
+}
+
 /// A receiver that never answers does not slow the calls to a healthy one.
 #[tokio::test]
 async fn dead_receiver_does_not_slow_a_healthy_one() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = Receiver::start(vec![], Reply::Hang).await;
-    let healthy = Receiver::start(vec![], Reply::Status(204)).await;
-    let mut c = config(dir.path(), &[60_000]);
-    c.webhooks.timeout = Duration::from_secs(30);
-    c.webhooks.per_webhook_concurrency = 4;
-    let d = TestDaemon::start(c, dir.path()).await;
-    let key = d.account("100").await;
-    d.webhook(&key, &dead.url("/dead")).await;
-    d.webhook(&key, &healthy.url("/ok")).await;
+    let (d, key, dead, healthy) = dead_and_healthy(dir.path(), 4).await;
 
     let started = Instant::now();
     for _ in 0..25 {
@@ -251,15 +262,7 @@ async fn dead_receiver_does_not_slow_a_healthy_one() {
 #[tokio::test]
 async fn a_full_queue_overflows_to_the_table_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = Receiver::start(vec![], Reply::Hang).await;
-    let healthy = Receiver::start(vec![], Reply::Status(204)).await;
-    let mut c = config(dir.path(), &[60_000]);
-    c.webhooks.timeout = Duration::from_secs(30);
-    c.webhooks.per_webhook_concurrency = 1;
-    let d = TestDaemon::start(c, dir.path()).await;
-    let key = d.account("100").await;
-    d.webhook(&key, &dead.url("/dead")).await;
-    d.webhook(&key, &healthy.url("/ok")).await;
+    let (d, key, dead, healthy) = dead_and_healthy(dir.path(), 1).await;
 
     // 2 events per message (sent, delivered): 1,200 deliveries per webhook, over twice
     // the queue's 512.

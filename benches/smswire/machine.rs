@@ -117,9 +117,10 @@ pub fn fsync_rate(dir: &Path, length: Duration) -> Res<f64> {
 
 /// How fast one core is right now: SHA-256 throughput in MB/s over `length`.
 ///
-/// The host's speed drifts (a shared virtual machine: the same build has measured 20 %
-/// apart an hour later), so every scenario's section records this beside its figures:
-/// two runs compare only as far as their CPU speed does.
+/// Every scenario's section records this beside its figures. The host is a shared virtual
+/// machine whose speed drifts (the same build has measured 20 to 50 % apart an hour later);
+/// a lower figure here means a slower CPU, but the drift seen so far left it unchanged, so
+/// an unchanged figure does not prove two runs comparable.
 pub fn cpu_speed(length: Duration) -> f64 {
     use sha2::{Digest, Sha256};
     let block = vec![0xa5u8; 64 * 1024];

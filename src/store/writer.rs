@@ -93,11 +93,11 @@ pub struct Tx<'t> {
 
 impl Tx<'_> {
     pub(super) fn job_queued(&mut self, due_ms: u64) {
-        self.jobs_changed = Some(self.jobs_changed.map_or(due_ms, |m| m.min(due_ms)));
+        self.jobs_changed = min_option(self.jobs_changed, Some(due_ms));
     }
 
     pub(super) fn delivery_queued(&mut self, due_ms: u64) {
-        self.due_changed = Some(self.due_changed.map_or(due_ms, |m| m.min(due_ms)));
+        self.due_changed = min_option(self.due_changed, Some(due_ms));
     }
 }
 
