@@ -58,6 +58,9 @@ pub struct Options {
     /// `[webhooks] per_webhook_concurrency` for the scenarios with webhooks; `None` keeps
     /// the daemon's default (to explore what limits delivery, not for the reference run).
     pub per_webhook: Option<usize>,
+    /// Only smswire's half of the side-by-side scenario (to compare two builds at once,
+    /// which two Kannel halves of unequal length would pull out of step).
+    pub without_kannel: bool,
     pub write: bool,
 }
 
@@ -74,6 +77,7 @@ impl Options {
             drain_secs: 30.0,
             threads: 2,
             per_webhook: None,
+            without_kannel: false,
             write: true,
         };
         let mut args = std::env::args().skip(1);
@@ -102,11 +106,25 @@ impl Options {
                 "--commit-delay-us" => {
                     daemon::override_commit_delay(value("--commit-delay-us")?.max(0.0) as u64)
                 }
+                "--without-kannel" => {
+                    o.without_kannel = true;
+                    o.write = false;
+                }
+                "--binary" => {
+                    let path = args.next().ok_or("--binary needs a path")?;
+                    let path = std::path::PathBuf::from(path);
+                    if !path.is_file() {
+                        return Err(format!("--binary: no such file: {}", path.display()));
+                    }
+                    daemon::override_binary(path);
+                    // Not the build of this checkout: its figures are not the reference.
+                    o.write = false;
+                }
                 "--help" | "-h" => {
                     return Err(
                         "usage: cargo bench --bench smswire -- [SCENARIO...] [--quick] \
                          [--runs N] [--secs S] [--e2e-secs S] [--e2e-rate R] [--backlog N] [--drain-secs S] \
-                         [--threads N] [--per-webhook N] [--commit-delay-us N] [--no-write]"
+                         [--threads N] [--per-webhook N] [--commit-delay-us N] [--binary PATH] [--without-kannel] [--no-write]"
                             .into(),
                     );
                 }
@@ -181,8 +199,15 @@ async fn run(options: Options) -> Res<()> {
             machine.filesystem
         );
     }
-    let build = build_of(&root);
-    println!("smswire benchmarks, binary {} ({build})", daemon::BINARY);
+    let build = if daemon::binary_given() {
+        "given with --binary".to_string()
+    } else {
+        build_of(&root)
+    };
+    println!(
+        "smswire benchmarks, binary {} ({build})",
+        daemon::binary().display()
+    );
     println!("machine: {}", machine.summary());
     let fsync_secs = if options.quick { 0.3 } else { 2.0 };
     let fsync_rate = machine::fsync_rate(work.path(), Duration::from_secs_f64(fsync_secs))?;

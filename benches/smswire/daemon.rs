@@ -22,7 +22,26 @@ use hyper_util::rt::TokioExecutor;
 use crate::Res;
 
 /// The binary cargo built for this bench (the release profile).
-pub const BINARY: &str = env!("CARGO_BIN_EXE_smswire");
+const BUILT: &str = env!("CARGO_BIN_EXE_smswire");
+
+/// `--binary PATH`: another build of the daemon to start instead of [`BUILT`]. Two harness
+/// processes started at once, each with its own binary, compare two builds under the same
+/// host conditions (see BENCHMARKS.md); figures taken so are never written.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+pub fn override_binary(path: PathBuf) {
+    let _ = BINARY.set(path);
+}
+
+/// Whether `--binary` replaced the binary cargo built.
+pub fn binary_given() -> bool {
+    BINARY.get().is_some()
+}
+
+/// The daemon binary every scenario starts.
+pub fn binary() -> &'static Path {
+    BINARY.get().map_or(Path::new(BUILT), PathBuf::as_path)
+}
 
 /// Which provider the daemon uses.
 #[derive(Debug, Clone)]
@@ -93,7 +112,7 @@ fn metrics_supported(dir: &Path) -> bool {
         if std::fs::write(&probe, text).is_err() {
             return false;
         }
-        let ok = Command::new(BINARY)
+        let ok = Command::new(binary())
             .arg("check-config")
             .arg(&probe)
             .stdout(Stdio::null())
@@ -210,7 +229,7 @@ impl Instance {
             .append(true)
             .open(self.dir.join("daemon.log"))?;
         let started = Instant::now();
-        let child = Command::new(BINARY)
+        let child = Command::new(binary())
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -346,7 +365,7 @@ impl Daemon {
 
     /// Creates an account with the CLI over the admin socket and returns its key.
     pub fn create_account(&self, socket: &Path) -> Res<Key> {
-        let out = Command::new(BINARY)
+        let out = Command::new(binary())
             .args([
                 "account",
                 "create",
