@@ -131,7 +131,6 @@ impl<'t> Tx<'t> {
     }
 }
 
-/// Starts the writer thread.
 /// A previous batch at least this large means the daemon is busy: the next one may wait.
 const BUSY_BATCH: usize = 16;
 /// A batch this large is not held back: the wait would gain little and cost latency.
@@ -148,6 +147,7 @@ pub struct Batching {
     pub delay: Duration,
 }
 
+/// Starts the writer thread.
 pub fn spawn(
     db: Arc<Database>,
     receiver: mpsc::Receiver<Op>,

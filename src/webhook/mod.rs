@@ -10,11 +10,12 @@
 //! over those already claimed, and claims the others into the same queues; it sleeps
 //! until the next entry is due, the writer reports new entries, or a call finishes.
 //! Calls are bounded twice: globally, and per webhook, so that one slow or dead receiver
-//! holds only its own slots. A webhook's queue is capped; when a slow webhook's queue is full and other webhooks are waiting or
-//! active, its further due entries are moved later in the table (by about the time the
-//! queue needs to drain), so waiting deliveries cost disk, not memory, and do not hold up
-//! the entries of other webhooks behind them. When no other webhook would gain, the scan
-//! waits for the queue instead, so a lone dead receiver's backlog is not rewritten.
+//! holds only its own slots. A webhook's queue is capped; when a slow webhook's queue is
+//! full and other webhooks are waiting or active, its further due entries are moved later
+//! in the table (by about the time the queue needs to drain), so waiting deliveries cost
+//! disk, not memory, and do not hold up the entries of other webhooks behind them. When no
+//! other webhook would gain, the scan waits for the queue instead, so a lone dead
+//! receiver's backlog is not rewritten.
 //!
 //! A call's slot is freed as soon as the receiver has answered; the result is then
 //! committed. Until that commit the delivery stays claimed, and a crash before it leaves
